@@ -1,0 +1,192 @@
+"""``EventStreamResponse`` and ``sse_response()``: a Werkzeug response that streams events."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.datastructures import Headers
+from werkzeug.http import is_hop_by_hop_header
+from werkzeug.wrappers import Response
+
+from ._event import encode_item
+from ._runner import EventStream, FrameSource, Producer, RunnerKind
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["EventStreamResponse", "sse_response"]
+
+HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+_DEFAULT_HEADERS = (
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+    # nginx buffers proxied responses unless told not to, which would hold events back.
+    ("X-Accel-Buffering", "no"),
+)
+
+
+def _flask_context() -> Callable[[], AbstractContextManager[object]] | None:
+    """Copy the active Flask request context, to be pushed on the producer (else ``None``).
+
+    The copy shares the view's ``request``, ``session`` and ``g``, but is pushed and popped on
+    the producer only, so no context leaks onto a server thread (pallets/flask#6123). Popping it
+    runs ``teardown_request``/``teardown_appcontext`` on the producer when the stream ends, which
+    releases what the stream opened (database sessions, ...).
+    """
+    if "flask" not in sys.modules:
+        return None
+    from flask import globals as flask_globals
+    from flask import has_request_context
+
+    if not has_request_context():
+        return None
+    request_ctx = flask_globals.request_ctx._get_current_object()
+    g = flask_globals.g._get_current_object()
+
+    @contextmanager
+    def pushed() -> Iterator[None]:
+        app_ctx = request_ctx.app.app_context()
+        app_ctx.g = g  # the view's g: what before_request hooks stored stays visible
+        with app_ctx, request_ctx.copy():
+            yield
+
+    return pushed
+
+
+def _current_flask_environ() -> WSGIEnvironment | None:
+    if "flask" not in sys.modules:
+        return None
+    from flask import has_request_context, request
+
+    return request.environ if has_request_context() else None
+
+
+class EventStreamResponse(Response):
+    """A streamed ``text/event-stream`` response fed by a (blocking) iterable.
+
+    Usually built with :func:`sse_response`, which takes the same arguments. The source runs
+    off the request thread from the first iteration on: a greenlet under gevent, an OS thread
+    otherwise. Each item it yields is sent as an event: a :class:`ServerSentEvent` as it says,
+    ``bytes`` as pre-framed wire bytes, anything else as the JSON ``data`` of an unnamed event.
+
+    Returned from a Flask view, Flask may turn the instance into its own ``response_class``
+    (``Response.force_type``); the stream keeps working because all of its behaviour lives in
+    the app iterable, ``response.response``, an :class:`~sse_sync._runner.EventStream`.
+
+    :param source: an iterable of events, or a broker subscription.
+    :param ping: seconds without a write after which a ``: ping`` comment is sent (also how a
+        dead connection is found); ``None`` disables pings.
+    :param headers: extra headers; they replace the defaults of the same name. Hop-by-hop
+        headers (``Connection``, ``Transfer-Encoding``, ...) are rejected, as PEP 3333 says.
+    :param status: the HTTP status.
+    :param queue_size: how many frames may wait for a slow client before the producer blocks.
+    :param runner: ``"auto"`` (a greenlet under gevent, else a thread), ``"greenlet"``, or
+        ``"thread"``: under gevent, a native thread of gevent's thread pool, for sources that
+        block in C code gevent cannot patch (the pool's size bounds how many run at once).
+    :param close_timeout: with threads, how long ``close()`` waits for the producer to stop
+        after a disconnect before leaving it to finish on its own.
+    :param encode: turns one item into wire bytes; the default is described above.
+    """
+
+    default_mimetype = "text/event-stream"
+
+    def __init__(
+        self,
+        source: Iterable[Any] | FrameSource,
+        *,
+        ping: float | None = 15.0,
+        headers: HeadersLike | None = None,
+        status: int = 200,
+        queue_size: int = 64,
+        runner: RunnerKind = "auto",
+        close_timeout: float = 1.0,
+        encode: Callable[[Any], bytes] = encode_item,
+    ) -> None:
+        all_headers = Headers(_DEFAULT_HEADERS)
+        if headers is not None:
+            extra = Headers(headers)
+            for name, _ in extra:
+                if is_hop_by_hop_header(name):
+                    msg = (
+                        f"Expected no hop-by-hop header in an event stream's headers, got "
+                        f"{name!r}: the server manages the connection (PEP 3333)"
+                    )
+                    raise ValueError(msg)
+            all_headers.update(extra)
+        frames: FrameSource
+        if callable(getattr(source, "read_frames", None)):
+            frames = source  # type: ignore[assignment]
+        elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
+            frames = Producer(
+                source,
+                encode,
+                runner=runner,
+                queue_size=queue_size,
+                close_timeout=close_timeout,
+                context=_flask_context(),
+            )
+        else:
+            msg = (
+                f"Expected an iterable of events (such as a generator) or a broker "
+                f"subscription, got {type(source).__name__!r}"
+            )
+            raise TypeError(msg)
+        stream = EventStream(frames, ping=ping)
+        environ = _current_flask_environ()
+        if environ is not None:
+            stream.bind(environ)
+        super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
+
+    @property
+    def stream(self) -> EventStream:
+        """The app iterable that the WSGI server iterates and closes."""
+        return self.response  # type: ignore[return-value]
+
+    def get_app_iter(self, environ: WSGIEnvironment) -> Iterable[bytes]:
+        """Bind the connection (for disconnect detection) before the server iterates."""
+        self.stream.bind(environ)
+        return super().get_app_iter(environ)
+
+
+def sse_response(
+    source: Iterable[Any] | FrameSource,
+    *,
+    ping: float | None = 15.0,
+    headers: HeadersLike | None = None,
+    status: int = 200,
+    queue_size: int = 64,
+    runner: RunnerKind = "auto",
+    close_timeout: float = 1.0,
+    encode: Callable[[Any], bytes] = encode_item,
+) -> EventStreamResponse:
+    """Stream what ``source`` yields as Server-Sent Events.
+
+    .. code-block:: python
+
+        @app.get("/items/stream")
+        def stream_items():
+            def gen():
+                for item in ITEMS:
+                    yield item          # a pydantic model -> data: {json}
+                    time.sleep(1)       # plain blocking code is fine
+            return sse_response(gen())
+
+    Inside a Flask view, ``request``, ``g``, ``session`` and ``current_app`` work in the
+    generator for the whole stream. When the client goes away, the generator is closed on its
+    own greenlet/thread, so its ``finally`` blocks run. See :class:`EventStreamResponse` for the
+    parameters.
+    """
+    return EventStreamResponse(
+        source,
+        ping=ping,
+        headers=headers,
+        status=status,
+        queue_size=queue_size,
+        runner=runner,
+        close_timeout=close_timeout,
+        encode=encode,
+    )

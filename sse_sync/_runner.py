@@ -1,0 +1,369 @@
+"""Run a blocking iterator off the request thread and turn it into a WSGI app iterable of bytes.
+
+Two pieces:
+
+* :class:`Producer` runs the user's (blocking) iterator on a greenlet when gevent has
+  monkey-patched ``threading``, else on an OS thread, and hands encoded frames over a bounded
+  queue. It is one :class:`FrameSource`; a broker subscription is another.
+* :class:`EventStream` is what the WSGI server iterates: it waits on a :class:`FrameSource`,
+  writes every frame already waiting in one chunk, sends ``: ping`` when idle and stops when
+  the client has gone.
+
+Invariants, and why they hold:
+
+1. Nothing starts before the first ``next()``. Werkzeug sends no body for HEAD, 204 and 304
+   and never iterates then, so such a response starts nothing. ``close()`` is idempotent and
+   safe before, during and after iteration.
+2. Only the producer touches the source. ``next(source)`` and ``source.close()`` both run on
+   the producer's greenlet/thread (a running generator cannot be closed from another thread).
+   ``close()`` asks the producer to stop: under gevent it kills the greenlet, so
+   ``GreenletExit`` interrupts a producer blocked in ``time.sleep`` or socket I/O at once and the
+   generator's ``finally`` blocks run; with threads it sets a flag and drains the queue (so a
+   producer blocked on ``put`` wakes), then waits ``close_timeout`` seconds for the thread. A
+   thread blocked inside the source cannot be interrupted by Python: it stops, closing the
+   source, as soon as its current ``next()`` returns.
+3. Memory is bounded. The queue holds at most ``queue_size`` frames; a slow client blocks
+   the producer on ``put`` (backpressure). One write takes at most ``_MAX_BATCH`` bytes of
+   frames already queued.
+4. End of stream and errors never cross the queue as exceptions: an exception in the source
+   is logged with its traceback on the producer, which then queues the ``_END`` sentinel, so the
+   client sees a clean end of stream.
+5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
+   the server exposes the connection's socket, an idle stream polls it (at most every
+   ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ._event import PING
+
+if TYPE_CHECKING:
+    import socket
+
+__all__ = ["EventStream", "FrameSource", "Producer", "RunnerKind", "gevent_active"]
+
+logger = logging.getLogger("sse_sync")
+
+RunnerKind = Literal["auto", "greenlet", "thread"]
+
+#: Largest chunk one write gathers from frames that are already queued.
+_MAX_BATCH = 64 * 1024
+#: How often an idle stream looks at its socket for a closed connection, in seconds.
+_DISCONNECT_POLL = 1.0
+
+_END = object()
+
+
+def gevent_active() -> bool:
+    """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent)."""
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("threading"))
+
+
+class FrameSource(Protocol):
+    """Where an :class:`EventStream` gets its bytes from."""
+
+    def read_frames(self, timeout: float | None) -> bytes | None:
+        """Wait up to ``timeout`` seconds (``None``: for ever) for frames.
+
+        Return the frames (non-empty bytes, possibly several frames joined), ``b""`` once the
+        stream has ended (and on every later call), or ``None`` when nothing came in time.
+        """
+        ...
+
+    def close(self) -> None:
+        """Stop producing and release everything; idempotent."""
+        ...
+
+
+class Producer:
+    """Runs ``source`` off the request thread and queues ``encode(item)`` for each item.
+
+    :param source: any iterable; a generator's ``close()`` is called on the producer.
+    :param encode: turns one item into frame bytes; an exception ends the stream (logged).
+    :param runner: ``"auto"`` picks a greenlet under gevent, else an OS thread. ``"thread"``
+        under gevent runs each step of the source on a native thread of gevent's thread pool
+        (for sources that block in C code gevent cannot patch). ``"greenlet"`` requires gevent.
+    :param queue_size: the most frames waiting for the client (backpressure beyond that).
+    :param close_timeout: how long ``close()`` waits for a producer thread to finish.
+    :param context: a factory for a context manager entered around the whole run on the
+        producer, e.g. a copied Flask request context.
+    """
+
+    def __init__(
+        self,
+        source: Iterable[Any],
+        encode: Callable[[Any], bytes],
+        *,
+        runner: RunnerKind = "auto",
+        queue_size: int = 64,
+        close_timeout: float = 1.0,
+        context: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> None:
+        if runner not in ("auto", "greenlet", "thread"):
+            msg = f"Expected runner to be 'auto', 'greenlet' or 'thread', got {runner!r}"
+            raise ValueError(msg)
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            msg = f"Expected queue_size to be an int >= 1, got {queue_size!r}"
+            raise ValueError(msg)
+        if close_timeout < 0:
+            msg = f"Expected close_timeout to be seconds >= 0, got {close_timeout!r}"
+            raise ValueError(msg)
+        gevent = gevent_active()
+        if runner == "greenlet" and not gevent:
+            msg = (
+                "runner='greenlet' needs gevent's monkey-patching, which is not active in this "
+                "process; serve with 'gunicorn -k gevent' or use runner='auto'"
+            )
+            raise RuntimeError(msg)
+        self._source = source
+        self._encode = encode
+        self._gevent = gevent
+        self._native_thread = gevent and runner == "thread"
+        self._queue_size = queue_size
+        self._close_timeout = close_timeout
+        self._context = context
+        self._queue: Any = None
+        self._worker: Any = None  # the greenlet or thread, once started
+        self._closed = False
+        self._ended = False
+
+    @property
+    def kind(self) -> str:
+        """``"greenlet"``, ``"native-thread"`` (a thread under gevent) or ``"thread"``."""
+        if self._native_thread:
+            return "native-thread"
+        return "greenlet" if self._gevent else "thread"
+
+    @property
+    def running(self) -> bool:
+        """Whether the producer greenlet/thread was started and has not finished."""
+        worker = self._worker
+        if worker is None:
+            return False
+        return not worker.dead if self._gevent else bool(worker.is_alive())
+
+    def _start(self) -> None:
+        if self._gevent:
+            import gevent
+            import gevent.queue
+
+            self._queue = gevent.queue.Queue(self._queue_size)
+            self._worker = gevent.spawn(self._run)
+        else:
+            self._queue = queue.Queue(self._queue_size)
+            self._worker = threading.Thread(target=self._run, name="sse_sync-producer", daemon=True)
+            self._worker.start()
+
+    def _steps(self) -> tuple[Callable[[], Any], Callable[[], None]]:
+        """Return ``(next_item, close_source)`` as they run on this producer."""
+        iterator = iter(self._source)
+        close = getattr(self._source, "close", None)
+        if close is None:
+            close = getattr(iterator, "close", None)
+
+        def next_item() -> Any:
+            return next(iterator, _END)
+
+        def close_source() -> None:
+            if close is not None:
+                close()
+
+        if not self._native_thread:
+            return next_item, close_source
+        from gevent import get_hub
+
+        pool = get_hub().threadpool
+        # Each step runs on a pool thread inside this greenlet's contextvars (Flask context).
+        ctx = contextvars.copy_context()
+        return (
+            lambda: pool.apply(ctx.run, (next_item,)),
+            lambda: pool.apply(ctx.run, (close_source,)),
+        )
+
+    def _run(self) -> None:
+        try:
+            with self._context() if self._context is not None else nullcontext():
+                next_item, close_source = self._steps()
+                try:
+                    while not self._closed:
+                        item = next_item()
+                        if item is _END:
+                            break
+                        frame = self._encode(item)
+                        if self._closed:
+                            break
+                        self._queue.put(frame)  # blocks while the queue is full: backpressure
+                except Exception:
+                    logger.exception("The event stream's source raised; ending the stream")
+                finally:
+                    try:
+                        close_source()
+                    except Exception:
+                        logger.exception("Closing the event stream's source raised")
+        except Exception:
+            logger.exception("Setting up the event stream's producer failed; ending the stream")
+        finally:
+            if not self._closed:
+                self._queue.put(_END)
+
+    def read_frames(self, timeout: float | None) -> bytes | None:
+        """See :meth:`FrameSource.read_frames`; starts the producer on the first call."""
+        if self._ended or self._closed:
+            return b""
+        if self._worker is None:
+            self._start()
+        q = self._queue
+        try:
+            first = q.get(timeout=None if timeout is None else max(timeout, 0.0))
+        except queue.Empty:  # gevent.queue re-exports the stdlib's Empty
+            return None
+        if first is _END:
+            self._ended = True
+            return b""
+        frames = [first]
+        size = len(first)
+        while size < _MAX_BATCH:
+            try:
+                frame = q.get_nowait()
+            except queue.Empty:
+                break
+            if frame is _END:
+                self._ended = True
+                break
+            frames.append(frame)
+            size += len(frame)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def close(self) -> None:
+        """Stop the producer: the source is closed on the producer; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        worker = self._worker
+        if worker is None:
+            return
+        if self._gevent and not self._native_thread:
+            worker.kill(block=True, timeout=self._close_timeout)
+            return
+        # Free the producer if it waits on a full queue; it then sees _closed and stops.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        worker.join(self._close_timeout)
+
+
+def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    return sock if hasattr(sock, "fileno") else None
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the peer closed ``sock`` (a readable socket with nothing to read), without blocking."""
+    import select
+    import socket as socket_module
+
+    poll_cls = select.poll
+    if gevent_active():
+        from gevent import monkey
+
+        poll_cls = monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
+    try:
+        raw = getattr(sock, "_sock", sock)  # gevent wraps the real socket
+        poller = poll_cls()
+        poller.register(raw.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return False
+        return raw.recv(1, socket_module.MSG_PEEK | socket_module.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):
+        return True
+
+
+_sync_worker_warned = False
+
+
+def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
+    global _sync_worker_warned
+    if _sync_worker_warned:
+        return
+    software = str(environ.get("SERVER_SOFTWARE", ""))
+    if not software.startswith("gunicorn/") or environ.get("wsgi.multithread") or gevent_active():
+        return
+    _sync_worker_warned = True
+    logger.warning(
+        "An event stream is being served by a gunicorn sync worker: each open stream pins the "
+        "whole worker, and the worker timeout (--timeout) kills it mid-stream. Serve with "
+        "'gunicorn -k gevent' (pip install 'sse_sync[gevent]') or 'gunicorn -k gthread "
+        "--threads 50'."
+    )
+
+
+class EventStream:
+    """The WSGI app iterable of an event stream: bytes from a :class:`FrameSource`, plus pings.
+
+    :param source: where frames come from.
+    :param ping: seconds without a write after which a ``: ping`` comment is sent; ``None``
+        sends none.
+    """
+
+    def __init__(self, source: FrameSource, *, ping: float | None = 15.0) -> None:
+        if ping is not None and (isinstance(ping, bool) or not ping > 0):
+            msg = f"Expected ping to be seconds > 0 or None, got {ping!r}"
+            raise ValueError(msg)
+        self.source = source
+        self.ping = ping
+        self._socket: socket.socket | None = None
+        self._closed = False
+
+    def bind(self, environ: dict[str, Any]) -> None:
+        """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
+        self._socket = _socket_of(environ)
+        _warn_if_sync_worker(environ)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise StopIteration
+        ping = self.ping
+        sock = self._socket
+        deadline = None if ping is None else time.monotonic() + ping
+        while True:
+            if deadline is None:
+                wait = None if sock is None else _DISCONNECT_POLL
+            else:
+                wait = deadline - time.monotonic()
+                if sock is not None:
+                    wait = min(wait, _DISCONNECT_POLL)
+            frames = self.source.read_frames(wait)
+            if frames:
+                return frames
+            if frames == b"" or (sock is not None and _peer_closed(sock)):
+                self.close()
+                raise StopIteration
+            if deadline is not None and time.monotonic() >= deadline:
+                return PING
+
+    def close(self) -> None:
+        """Stop the stream and its source (PEP 3333: the server calls this); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.source.close()
