@@ -1,0 +1,211 @@
+"""Shared fixtures: real servers in subprocesses and a raw streaming HTTP client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ROOT / "tests" / "integration" / "apps"
+
+STREAM_APP = "tests.integration.apps.stream_app:app"
+
+#: Server kinds the integration tests run under, and the command that starts each on port 0.
+SERVERS: dict[str, list[str]] = {
+    "gevent": ["-m", "gunicorn", "-k", "gevent", "--worker-connections", "2000"],
+    "gthread": ["-m", "gunicorn", "-k", "gthread", "--threads", "50"],
+    "sync": ["-m", "gunicorn", "-k", "sync"],
+    "werkzeug": [str(APPS / "serve_werkzeug.py")],
+}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            msg = f"condition not met within {timeout} s: {predicate!r} (last: {result!r})"
+            raise AssertionError(msg)
+        time.sleep(interval)
+
+
+@dataclass
+class LiveServer:
+    """A server process serving one app on 127.0.0.1, with its stderr collected."""
+
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+    pump: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get_json(self, path: str) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def state(self) -> Any:
+        return self.get_json("/state")
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self.pump is not None:
+            self.pump.join(timeout)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return self.process.returncode
+
+
+def start_server(
+    kind: str,
+    app: str,
+    *,
+    workers: int = 1,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> LiveServer:
+    """Start ``app`` (``module:attr`` importable from the repository root) under ``kind``.
+
+    Returns once the app answers ``/state``.
+    """
+    args = [sys.executable, *SERVERS[kind]]
+    if kind != "werkzeug":
+        args += ["--bind", "127.0.0.1:0", "--workers", str(workers), "--graceful-timeout", "5"]
+        args += ["--timeout", "120"]
+    args += [*(extra_args or []), app]
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "SSE_SYNC_TEST_PARENT": str(os.getpid()),
+        "SSE_SYNC_TEST_KIND": "gunicorn" if kind != "werkzeug" else kind,
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=full_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    ports: queue.Queue[int] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                ports.put(int(found.group(1)))
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    try:
+        port = ports.get(timeout=timeout)
+    except queue.Empty:
+        LiveServer(process, 0, lines, pumping).stop()
+        raise AssertionError(f"{kind} server did not start:\n{''.join(lines)}") from None
+    server = LiveServer(process, port, lines, pumping)
+    # gunicorn prints the address before its workers have imported the app.
+    wait_until(lambda: _responds(server), timeout=timeout)
+    return server
+
+
+def _responds(server: LiveServer) -> bool:
+    if server.process.poll() is not None:
+        raise AssertionError(f"server exited:\n{server.log}")
+    try:
+        server.state()
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """A factory of :class:`LiveServer`; every server it started is stopped afterwards."""
+    started: list[LiveServer] = []
+
+    def factory(kind: str, app: str = STREAM_APP, **kwargs: Any) -> LiveServer:
+        server = start_server(kind, app, **kwargs)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+class StreamClient:
+    """A streaming HTTP/1.1 client over one socket (http.client), with a timeout on every read."""
+
+    def __init__(
+        self, port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10.0
+    ) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.conn.request("GET", path, headers=headers or {})
+        self.response = self.conn.getresponse()
+        self.buffer = b""
+
+    def read_some(self) -> bytes:
+        """Read what arrived (at least one byte), or b"" at the end of the body."""
+        chunk = self.response.read1(65536)
+        self.buffer += chunk
+        return chunk
+
+    def read_until(self, predicate: Callable[[bytes], bool], timeout: float = 10.0) -> bytes:
+        """Read until ``predicate(everything read so far)`` holds; fail at end of body or timeout."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.buffer):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; got {self.buffer!r}")
+            if not self.read_some():
+                raise AssertionError(f"stream ended; got {self.buffer!r}")
+        return self.buffer
+
+    def read_all(self) -> bytes:
+        """Read the body to its end."""
+        while self.read_some():
+            pass
+        return self.buffer
+
+    def close(self) -> None:
+        self.response.close()
+        self.conn.close()
+
+    def __enter__(self) -> StreamClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
