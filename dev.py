@@ -47,8 +47,18 @@ def main(argv: list[str]) -> int:
     if argv[0] == "demo":
         bind = os.environ.get("SSE_SYNC_DEMO_BIND", "127.0.0.1:8000")
         print(f"dev.py: serving the demo on http://{bind}/ (Ctrl+C stops it)", flush=True)
-        cmd = [str(BIN / "gunicorn"), "-k", "gevent", "-w", "1", "--bind", bind,
-               "--worker-connections", "2000", "examples.demo:app"]
+        cmd = [
+            str(BIN / "gunicorn"),
+            "-k",
+            "gevent",
+            "-w",
+            "1",
+            "--bind",
+            bind,
+            "--worker-connections",
+            "2000",
+            "examples.demo:app",
+        ]
     else:
         cmd = [str(PYTHON), "-m", "pytest", *argv[1:]]
     try:

@@ -44,7 +44,8 @@ def _flask_context() -> Callable[[], AbstractContextManager[object]] | None:
 
     if not has_request_context():
         return None
-    request_ctx = flask_globals.request_ctx._get_current_object()
+    # LocalProxy._get_current_object() (typed as the proxied class by Flask) unwraps the proxies.
+    request_ctx = flask_globals.request_ctx._get_current_object()  # type: ignore[attr-defined]
     g = flask_globals.g._get_current_object()
 
     @contextmanager
@@ -142,13 +143,13 @@ class EventStreamResponse(Response):
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
 
     @property
-    def stream(self) -> EventStream:
+    def event_stream(self) -> EventStream:
         """The app iterable that the WSGI server iterates and closes."""
         return self.response  # type: ignore[return-value]
 
     def get_app_iter(self, environ: WSGIEnvironment) -> Iterable[bytes]:
         """Bind the connection (for disconnect detection) before the server iterates."""
-        self.stream.bind(environ)
+        self.event_stream.bind(environ)
         return super().get_app_iter(environ)
 
 

@@ -156,7 +156,10 @@ class Producer:
             return False
         return not worker.dead if self._gevent else bool(worker.is_alive())
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the producer now rather than on the first read; idempotent, no-op once closed."""
+        if self._worker is not None or self._closed:
+            return
         if self._gevent:
             import gevent
             import gevent.queue
@@ -224,8 +227,7 @@ class Producer:
         """See :meth:`FrameSource.read_frames`; starts the producer on the first call."""
         if self._ended or self._closed:
             return b""
-        if self._worker is None:
-            self._start()
+        self.start()
         q = self._queue
         try:
             first = q.get(timeout=None if timeout is None else max(timeout, 0.0))
@@ -274,7 +276,7 @@ def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
 
 
 def _peer_closed(sock: socket.socket) -> bool:
-    """Whether the peer closed ``sock`` (a readable socket with nothing to read), without blocking."""
+    """Whether the peer closed ``sock`` (readable, nothing to read), without blocking."""
     import select
     import socket as socket_module
 

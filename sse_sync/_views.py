@@ -116,7 +116,7 @@ class EventStreamView(View):
         PriceStream.register(app, "/prices/<symbol>/stream")   # and .../history
     """
 
-    methods: ClassVar[list[str] | None] = ["GET"]  # type: ignore[misc]
+    methods: ClassVar[list[str] | None] = ["GET"]
     #: pydantic model (or type) each event's data must match; ``None`` validates nothing.
     schema: ClassVar[Any] = None
     #: See :func:`sse_response`.

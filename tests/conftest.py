@@ -185,7 +185,7 @@ class StreamClient:
         return chunk
 
     def read_until(self, predicate: Callable[[bytes], bool], timeout: float = 10.0) -> bytes:
-        """Read until ``predicate(everything read so far)`` holds; fail at end of body or timeout."""
+        """Read until ``predicate(everything read so far)`` holds; fail at the end or timeout."""
         deadline = time.monotonic() + timeout
         while not predicate(self.buffer):
             if time.monotonic() > deadline:

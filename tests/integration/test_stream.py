@@ -84,7 +84,7 @@ def test_source_error_ends_stream_cleanly(server: LiveServer) -> None:
     """An exception in the source is logged with its traceback and the stream ends cleanly."""
     with StreamClient(server.port, "/error") as client:
         body = client.read_all()
-    assert body == b"id: 1\ndata: \"before\"\n\n"
+    assert body == b'id: 1\ndata: "before"\n\n'
     wait_until(lambda: "boom in the source" in server.log and "Traceback" in server.log)
 
 
@@ -94,7 +94,13 @@ def test_flask_context_inside_generator(server: LiveServer) -> None:
         body = client.read_all()
     datas = json_datas(body)
     assert datas == [
-        {"i": i, "arg": "42", "user": "ada", "visits": 1, "app": "tests.integration.apps.stream_app"}
+        {
+            "i": i,
+            "arg": "42",
+            "user": "ada",
+            "visits": 1,
+            "app": "tests.integration.apps.stream_app",
+        }
         for i in range(3)
     ]
 

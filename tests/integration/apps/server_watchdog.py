@@ -9,7 +9,7 @@ import time
 
 
 def start() -> None:
-    """Watch ``SSE_SYNC_TEST_PARENT`` (a pid); when it dies, or after 15 minutes, stop this server."""
+    """Watch ``SSE_SYNC_TEST_PARENT`` (a pid): stop this server when it dies, or after 15 min."""
     parent = int(os.environ.get("SSE_SYNC_TEST_PARENT", "0"))
     if not parent:
         return

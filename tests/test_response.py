@@ -1,0 +1,252 @@
+"""EventStreamResponse in Flask and bare Werkzeug apps, via test clients (buffered=False)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, g, request
+from pydantic import BaseModel
+from werkzeug.test import Client
+from werkzeug.wrappers import Request, Response
+
+from sse_sync import (
+    EventStreamResponse,
+    EventStreamView,
+    ServerSentEvent,
+    event_stream_route,
+    sse_response,
+    sse_view,
+)
+
+
+class Price(BaseModel):
+    symbol: str
+    value: float
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = Flask(__name__)
+
+    @app.before_request
+    def set_user() -> None:
+        g.user = "ada"
+
+    @app.get("/items")
+    def items() -> Any:
+        def gen() -> Iterator[Any]:
+            yield ServerSentEvent(comment="items")
+            for i in range(3):
+                yield ServerSentEvent(
+                    data={"i": i, "q": request.args.get("q"), "user": g.user}, id=str(i)
+                )
+
+        return sse_response(gen(), ping=None)
+
+    @app.get("/custom")
+    def custom() -> Any:
+        return sse_response(
+            [1], headers={"Cache-Control": "no-store", "X-Extra": "1"}, status=201, ping=None
+        )
+
+    @app.get("/decorated/<int:n>")
+    @sse_view(ping=None)
+    def decorated(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    @app.get("/forbidden")
+    @sse_view
+    def forbidden() -> Any:
+        return Response("no", status=403)
+
+    return app
+
+
+def body(response: Any) -> bytes:
+    return b"".join(response.response)
+
+
+def test_flask_view_streams_events_with_headers(app: Flask) -> None:
+    """A Flask view returns an event stream with the SSE headers and the yielded events."""
+    response = app.test_client().get("/items?q=z", buffered=False)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    assert "Connection" not in response.headers
+    assert "Content-Length" not in response.headers
+    expected = b": items\n\n" + b"".join(
+        b'id: %d\ndata: {"i":%d,"q":"z","user":"ada"}\n\n' % (i, i) for i in range(3)
+    )
+    assert body(response) == expected
+    response.close()
+
+
+def test_user_headers_override_and_add(app: Flask) -> None:
+    """Headers given by the user replace defaults of the same name and add new ones."""
+    response = app.test_client().get("/custom", buffered=False)
+    assert response.status_code == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Extra"] == "1"
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert body(response) == b"data: 1\n\n"
+
+
+@pytest.mark.parametrize("name", ["Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade"])
+def test_hop_by_hop_headers_are_rejected(name: str) -> None:
+    """PEP 3333 forbids hop-by-hop headers in an app's response."""
+    with pytest.raises(ValueError, match="hop-by-hop"):
+        sse_response([], headers={name: "x"})
+
+
+@pytest.mark.parametrize("source", ["text", b"bytes", {"a": 1}, 42, None])
+def test_non_iterable_sources_are_rejected(source: Any) -> None:
+    """A string, bytes, mapping or non-iterable is a TypeError naming what came."""
+    with pytest.raises(TypeError, match=type(source).__name__):
+        sse_response(source)
+
+
+def test_head_request_starts_nothing(app: Flask) -> None:
+    """A HEAD request gets the headers and never starts the producer."""
+    started = threading.Event()
+
+    def gen() -> Iterator[int]:
+        started.set()
+        yield 1
+
+    app.add_url_rule("/head", "head", lambda: sse_response(gen()), methods=["GET", "HEAD"])
+    response = app.test_client().head("/head")
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert response.data == b""
+    assert not started.is_set()
+
+
+def test_unstarted_response_starts_nothing_and_closes() -> None:
+    """Building and closing a response without iterating it runs nothing."""
+    started = threading.Event()
+
+    def gen() -> Iterator[int]:
+        started.set()
+        yield 1
+
+    response = sse_response(gen())
+    assert isinstance(response, EventStreamResponse)
+    response.close()
+    response.close()
+    assert not started.is_set()
+
+
+def test_bare_werkzeug_app() -> None:
+    """sse_response works in a plain Werkzeug WSGI app, without Flask."""
+
+    @Request.application  # type: ignore[arg-type]
+    def wsgi_app(request: Request) -> Response:
+        return sse_response((ServerSentEvent(data=i, event="n") for i in range(2)), ping=None)
+
+    response = Client(wsgi_app).get("/", buffered=False)
+    assert b"".join(response.iter_encoded()) == b"event: n\ndata: 0\n\nevent: n\ndata: 1\n\n"
+    response.close()
+
+
+def test_in_process_close_stops_generator() -> None:
+    """Calling the response as a WSGI app, reading a chunk, then close() runs the finally."""
+    finished = threading.Event()
+
+    def gen() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            finished.set()
+
+    response = sse_response(gen(), ping=None, close_timeout=5)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "wsgi.url_scheme": "http",
+        "SERVER_NAME": "x",
+        "SERVER_PORT": "80",
+        "wsgi.input": None,
+    }
+    app_iter = response(environ, lambda status, headers, exc_info=None: None)
+    assert next(iter(app_iter)).startswith(b"data: 1\n\n")
+    app_iter.close()  # type: ignore[attr-defined]
+    assert finished.is_set()
+
+
+def test_sse_view_decorator(app: Flask) -> None:
+    """@sse_view streams what a generator view yields and passes responses through."""
+    client = app.test_client()
+    response = client.get("/decorated/3", buffered=False)
+    assert body(response) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert client.get("/forbidden").status_code == 403
+
+
+class PriceStream(EventStreamView):
+    schema = Price
+    ping = None
+
+    def events(self, symbol: str) -> Iterator[Any]:
+        yield Price(symbol=symbol, value=1.0)
+        yield {"symbol": symbol, "value": "2.5"}  # validated and coerced by the schema
+        yield ServerSentEvent(data={"symbol": symbol, "value": 3}, event="price", id="3")
+        yield ServerSentEvent(comment="no data to validate")
+        if request.args.get("bad"):
+            yield {"symbol": symbol}
+            yield {"never": "sent"}
+
+    @event_stream_route("/history")
+    def history(self, symbol: str) -> Iterator[Any]:
+        yield {"symbol": symbol, "value": 0}
+
+
+@pytest.fixture
+def view_app() -> Flask:
+    app = Flask(__name__)
+    PriceStream.register(app, "/prices/<symbol>/stream")
+    return app
+
+
+def test_class_view_validates_with_schema(view_app: Flask) -> None:
+    """EventStreamView streams events(), serializing each event's data through the schema."""
+    response = view_app.test_client().get("/prices/ABC/stream", buffered=False)
+    assert body(response) == (
+        b'data: {"symbol":"ABC","value":1.0}\n\n'
+        b'data: {"symbol":"ABC","value":2.5}\n\n'
+        b'event: price\nid: 3\ndata: {"symbol":"ABC","value":3.0}\n\n'
+        b": no data to validate\n\n"
+    )
+
+
+def test_class_view_invalid_data_logs_and_ends(
+    view_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Data that does not match the schema is logged with the reason; the stream ends cleanly."""
+    with caplog.at_level(logging.ERROR, logger="sse_sync"):
+        response = view_app.test_client().get("/prices/ABC/stream?bad=1", buffered=False)
+        data = body(response)
+    assert data.endswith(b": no data to validate\n\n")
+    assert b"never" not in data
+    assert "does not match schema Price" in caplog.text
+    assert "value" in caplog.text and "Field required" in caplog.text
+
+
+def test_class_view_extra_route(view_app: Flask) -> None:
+    """Methods marked with event_stream_route are streams below the class's rule."""
+    response = view_app.test_client().get("/prices/XYZ/stream/history", buffered=False)
+    assert body(response) == b'data: {"symbol":"XYZ","value":0.0}\n\n'
+    assert {r.endpoint for r in view_app.url_map.iter_rules()} >= {
+        "price_stream",
+        "price_stream_history",
+    }
+
+
+def test_event_stream_route_needs_a_slash() -> None:
+    """A route suffix must start with '/'."""
+    with pytest.raises(ValueError, match="starting with '/'"):
+        event_stream_route("history")

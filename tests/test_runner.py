@@ -1,0 +1,199 @@
+"""The producer and the event stream in process, with OS threads (gevent runs in subprocesses)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sse_sync._event import PING, encode_item
+from sse_sync._runner import EventStream, Producer
+
+from .conftest import wait_until
+
+
+def producer(source: Any, **kwargs: Any) -> Producer:
+    return Producer(source, encode_item, **kwargs)
+
+
+def test_nothing_starts_before_first_read() -> None:
+    """A producer starts no thread until the stream is first read, and close() before is a no-op."""
+    started = threading.Event()
+
+    def gen() -> Iterator[int]:
+        started.set()
+        yield 1
+
+    p = producer(gen())
+    assert not p.running
+    p.close()
+    p.close()
+    assert p.read_frames(0.1) == b""
+    assert not started.is_set()
+
+
+def test_close_runs_source_finally_on_the_producer_thread() -> None:
+    """close() closes the generator on the producer thread; finally runs, no thread is left."""
+    seen: dict[str, int] = {}
+    closed = threading.Event()
+    resume = threading.Event()
+
+    def gen() -> Iterator[int]:
+        seen["body"] = threading.get_ident()
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+                resume.wait(5)
+        finally:
+            seen["finally"] = threading.get_ident()
+            closed.set()
+
+    p = producer(gen(), close_timeout=5)
+    stream = EventStream(p, ping=None)
+    assert next(stream) == b"data: 1\n\n"
+    assert p.running
+    resume.set()
+    stream.close()
+    stream.close()
+    assert closed.is_set()
+    assert seen["finally"] == seen["body"] != threading.get_ident()
+    assert not p.running
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_close_frees_a_producer_blocked_on_a_full_queue() -> None:
+    """A producer blocked by backpressure stops when the stream is closed."""
+    count = 0
+    finished = threading.Event()
+
+    def gen() -> Iterator[int]:
+        nonlocal count
+        try:
+            while True:
+                count += 1
+                yield count
+        finally:
+            finished.set()
+
+    p = producer(gen(), queue_size=4, close_timeout=5)
+    p.start()
+    wait_until(lambda: p._queue.full() and count == 4 + 1)
+    p.close()
+    assert finished.is_set()
+    assert not p.running
+
+
+def test_backpressure_bounds_what_the_producer_runs_ahead() -> None:
+    """With nobody reading, the producer stops after filling the queue (plus the item in hand)."""
+    count = 0
+
+    def gen() -> Iterator[int]:
+        nonlocal count
+        while True:
+            count += 1
+            yield count
+
+    p = producer(gen(), queue_size=3)
+    p.start()
+    wait_until(lambda: p._queue.full() and count == 3 + 1)
+    assert count == 4
+    p.close()
+    assert not p.running
+
+
+def test_frames_already_queued_are_joined_into_one_write() -> None:
+    """All frames waiting in the queue come out as one chunk, then the end of stream."""
+    p = producer(iter(range(10)), queue_size=64)
+    p.start()
+    wait_until(lambda: not p.running)
+    chunk = b"".join(encode_item(i) for i in range(10))
+    assert list(EventStream(p, ping=None)) == [chunk]
+
+
+def test_ping_when_idle() -> None:
+    """An idle stream yields ': ping' frames, and real frames when they come."""
+    release = threading.Event()
+
+    def gen() -> Iterator[str]:
+        release.wait(5)
+        yield "late"
+
+    stream = EventStream(producer(gen()), ping=0.05)
+    assert next(stream) == PING
+    assert next(stream) == PING
+    release.set()
+    frames = next(stream)
+    while frames == PING:
+        frames = next(stream)
+    assert frames == b'data: "late"\n\n'
+    assert list(stream) == []
+
+
+def test_source_error_is_logged_and_ends_the_stream(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception in the source is logged with its traceback and ends the stream cleanly."""
+
+    def gen() -> Iterator[int]:
+        yield 1
+        raise ValueError("broken source")
+
+    with caplog.at_level(logging.ERROR, logger="sse_sync"):
+        frames = b"".join(EventStream(producer(gen()), ping=None))
+    assert frames == b"data: 1\n\n"
+    [record] = caplog.records
+    assert record.exc_info is not None and "broken source" in str(record.exc_info[1])
+
+
+def test_unencodable_item_is_logged_and_ends_the_stream(caplog: pytest.LogCaptureFixture) -> None:
+    """An item that cannot be encoded ends the stream with a logged TypeError naming its type."""
+    with caplog.at_level(logging.ERROR, logger="sse_sync"):
+        frames = b"".join(EventStream(producer([1, object(), 3]), ping=None))
+    assert frames == b"data: 1\n\n"
+    assert "'object'" in caplog.text
+
+
+def test_source_ignoring_close_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A generator that yields in its finally cannot block close(): the error is logged."""
+
+    def gen() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            yield 3  # wrong, but it must not hang the server
+
+    p = producer(gen(), queue_size=1, close_timeout=5)
+    stream = EventStream(p, ping=None)
+    assert next(stream)
+    with caplog.at_level(logging.ERROR, logger="sse_sync"):
+        stream.close()
+    wait_until(lambda: not p.running)
+    assert "generator ignored GeneratorExit" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"queue_size": 0}, ValueError),
+        ({"queue_size": True}, ValueError),
+        ({"runner": "process"}, ValueError),
+        ({"close_timeout": -1}, ValueError),
+        ({"runner": "greenlet"}, RuntimeError),
+    ],
+)
+def test_producer_rejects_bad_arguments(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    """Bad producer arguments fail at construction with a clear error."""
+    with pytest.raises(error):
+        producer([], **kwargs)
+
+
+@pytest.mark.parametrize("ping", [0, -1, True])
+def test_stream_rejects_bad_ping(ping: Any) -> None:
+    """ping must be positive seconds or None."""
+    with pytest.raises(ValueError, match="ping"):
+        EventStream(producer([]), ping=ping)

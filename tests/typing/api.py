@@ -1,0 +1,72 @@
+"""Type-checked with mypy --strict, never executed: the public API as users write it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from flask import Flask
+from pydantic import BaseModel
+from werkzeug.wrappers import Response
+
+from sse_sync import (
+    EventStreamResponse,
+    EventStreamView,
+    ServerSentEvent,
+    event_stream_route,
+    last_event_id,
+    sse_response,
+    sse_view,
+)
+
+app = Flask(__name__)
+
+
+class Item(BaseModel):
+    name: str
+    price: float
+
+
+@app.get("/items/stream")
+def stream_items() -> EventStreamResponse:
+    start = int(last_event_id() or 0)
+
+    def gen() -> Iterator[ServerSentEvent]:
+        yield ServerSentEvent(comment="stream of item updates")
+        for i in range(start, 10):
+            yield ServerSentEvent(data=Item(name="x", price=i), event="item", id=str(i), retry=5000)
+            time.sleep(1)
+
+    return sse_response(gen(), ping=5.0, headers={"X-A": "b"}, runner="thread", queue_size=8)
+
+
+@app.get("/ticks")
+@sse_view(ping=None)
+def ticks() -> Iterator[int]:
+    yield 1
+
+
+@app.get("/plain")
+@sse_view
+def plain() -> Iterator[int]:
+    yield 1
+
+
+response: Response = ticks()
+frame: bytes = ServerSentEvent(raw_data="x").encode()
+maybe_id: str | None = last_event_id({"HTTP_LAST_EVENT_ID": "1"})
+
+
+class Stream(EventStreamView):
+    schema = Item
+    ping = 2.0
+
+    def events(self, **view_args: object) -> Iterator[Item]:
+        yield Item(name="a", price=1)
+
+    @event_stream_route("/more")
+    def more(self) -> Iterator[int]:
+        yield 2
+
+
+Stream.register(app, "/stream")
