@@ -63,8 +63,8 @@ def test_no_pings_when_disabled(server: LiveServer) -> None:
 
 
 def _disconnect_runs_finally(server: LiveServer, tag: str, query: str) -> None:
-    client = StreamClient(server.port, f"/tracked/{tag}?{query}")
-    client.read_until(lambda b: b"id: 1\n" in b)
+    client = StreamClient(server.port, f"/tracked/{tag}?{query}", headers={"X-User": "bo"})
+    client.read_until(lambda b: b'id: 1\ndata: {"n":1,"user":"bo"}\n\n' in b)
     assert tag not in server.state()["finally_ran"]
     client.close()
     wait_until(lambda: tag in server.state()["finally_ran"], timeout=5)
@@ -78,6 +78,22 @@ def test_disconnect_runs_generator_finally(server: LiveServer) -> None:
 def test_disconnect_of_idle_stream_is_noticed(server: LiveServer) -> None:
     """A client leaving an idle stream (no writes, pings far away) is noticed from the socket."""
     _disconnect_runs_finally(server, f"idle-{server.port}", "sleep=0.2&ping=60")
+
+
+@pytest.mark.gevent
+def test_disconnect_kills_a_sleeping_greenlet(live_server: Callable[..., LiveServer]) -> None:
+    """Under gevent a producer asleep in time.sleep(30) is interrupted at once on disconnect."""
+    server = live_server("gevent")
+    _disconnect_runs_finally(server, "long-sleep", "sleep=30&ping=60")
+
+
+@pytest.mark.gevent
+def test_native_thread_runner_under_gevent(live_server: Callable[..., LiveServer]) -> None:
+    """runner='thread' under gevent streams from a native thread, with the Flask context."""
+    server = live_server("gevent")
+    _disconnect_runs_finally(server, "native", "sleep=0.05&ping=15&runner=thread")
+    _disconnect_runs_finally(server, "greenlet", "sleep=0.05&ping=15")
+    assert server.state()["off_main_thread"] == {"native": True, "greenlet": False}
 
 
 def test_source_error_ends_stream_cleanly(server: LiveServer) -> None:

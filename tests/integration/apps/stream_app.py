@@ -35,11 +35,25 @@ FRAMES: list[Any] = [
 ]
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"finally": [], "active": 0, "max_active": 0}
+_state: dict[str, Any] = {"finally": [], "active": 0, "max_active": 0, "native": {}}
 
 
-def _enter() -> None:
+def _native_ident() -> int:
+    """The OS thread's id, even when gevent has patched threading.get_ident."""
+    try:
+        from gevent import monkey
+
+        return int(monkey.get_original("_thread", "get_ident")())
+    except ImportError:
+        return threading.get_ident()
+
+
+_MAIN_NATIVE = _native_ident()
+
+
+def _enter(tag: str = "") -> None:
     with _lock:
+        _state["native"][tag] = _native_ident() != _MAIN_NATIVE
         _state["active"] += 1
         _state["max_active"] = max(_state["max_active"], _state["active"])
 
@@ -73,19 +87,20 @@ def idle() -> Any:
 def tracked(tag: str) -> Any:
     """Yields every ``interval`` seconds (``sleep`` seconds between yields) until closed."""
     interval = float(request.args.get("sleep", "0.05"))
+    runner = request.args.get("runner", "auto")
 
     def gen() -> Iterator[Any]:
-        _enter()
+        _enter(tag)
         try:
             n = 0
             while True:
                 n += 1
-                yield ServerSentEvent(data=n, id=str(n))
+                yield ServerSentEvent(data={"n": n, "user": g.user}, id=str(n))
                 time.sleep(interval)
         finally:
             _leave(tag)
 
-    return sse_response(gen(), ping=_ping_arg())
+    return sse_response(gen(), ping=_ping_arg(), runner=runner)  # type: ignore[arg-type]
 
 
 @app.get("/sleepy")
@@ -173,6 +188,7 @@ def state() -> Any:
             finally_ran=list(_state["finally"]),
             active=_state["active"],
             max_active=_state["max_active"],
+            off_main_thread=_state["native"],
             threads=threading.active_count(),
             greenlets=greenlets,
             producers=producers,
