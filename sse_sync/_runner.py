@@ -63,6 +63,11 @@ _DISCONNECT_POLL = 1.0
 
 _END = object()
 
+#: Set by ``sse_sync.testing.override_ping``: a ping interval that wins over the response's.
+PING_OVERRIDE: contextvars.ContextVar[tuple[float | None]] = contextvars.ContextVar(
+    "sse_sync_ping_override"
+)
+
 
 def gevent_active() -> bool:
     """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent)."""
@@ -261,13 +266,23 @@ class Producer:
         if self._gevent and not self._native_thread:
             worker.kill(block=True, timeout=self._close_timeout)
             return
-        # Free the producer if it waits on a full queue; it then sees _closed and stops.
+        # Keep the queue drained so a producer blocked on put() wakes, sees _closed and stops.
+        deadline = time.monotonic() + self._close_timeout
         while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            remaining = deadline - time.monotonic()
+            if not self.running or remaining <= 0:
                 break
-        worker.join(self._close_timeout)
+            worker.join(min(remaining, 0.05))
+        # Wake a reader still waiting in read_frames() on another thread (a test client's).
+        try:
+            self._queue.put_nowait(_END)
+        except queue.Full:
+            pass
 
 
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
@@ -326,6 +341,9 @@ class EventStream:
     """
 
     def __init__(self, source: FrameSource, *, ping: float | None = 15.0) -> None:
+        override = PING_OVERRIDE.get(None)
+        if override is not None:
+            ping = override[0]
         if ping is not None and (isinstance(ping, bool) or not ping > 0):
             msg = f"Expected ping to be seconds > 0 or None, got {ping!r}"
             raise ValueError(msg)
@@ -363,6 +381,11 @@ class EventStream:
                 raise StopIteration
             if deadline is not None and time.monotonic() >= deadline:
                 return PING
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called or the stream ended."""
+        return self._closed
 
     def close(self) -> None:
         """Stop the stream and its source (PEP 3333: the server calls this); idempotent."""
