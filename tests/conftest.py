@@ -96,10 +96,11 @@ def start_server(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
+    ready_path: str = "/state",
 ) -> LiveServer:
     """Start ``app`` (``module:attr`` importable from the repository root) under ``kind``.
 
-    Returns once the app answers ``/state``.
+    Returns once the app answers ``ready_path``.
     """
     args = [sys.executable, *SERVERS[kind]]
     if kind != "werkzeug":
@@ -138,18 +139,21 @@ def start_server(
         raise AssertionError(f"{kind} server did not start:\n{''.join(lines)}") from None
     server = LiveServer(process, port, lines, pumping)
     # gunicorn prints the address before its workers have imported the app.
-    wait_until(lambda: _responds(server), timeout=timeout)
+    wait_until(lambda: _responds(server, ready_path), timeout=timeout)
     return server
 
 
-def _responds(server: LiveServer) -> bool:
+def _responds(server: LiveServer, path: str) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"server exited:\n{server.log}")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
-        server.state()
-    except (OSError, http.client.HTTPException, ValueError):
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
-    return True
+    finally:
+        conn.close()
 
 
 @pytest.fixture

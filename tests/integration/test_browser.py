@@ -1,0 +1,121 @@
+"""The demo in a real browser: headless Chromium's EventSource against gunicorn with gevent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import ROOT, LiveServer, start_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+# What the page must show for /stream/samples: exactly what was sent (every line break as LF).
+EXPECTED_SAMPLES = [
+    {"type": "sample", "id": "s1", "data": "plain text"},
+    {"type": "sample", "id": "s2", "data": "line one\nline two\nline three\nline four"},
+    {"type": "sample", "id": "s3", "data": ""},
+    {"type": "sample", "id": "s4", "data": "  two leading spaces"},
+    {"type": "sample", "id": "s5", "data": "caf\u00e9 \u2014 \u65e5\u672c \U0001f680 \u2028 sep"},
+    {"type": "sample", "id": "s6", "data": "trailing newline\n"},
+    {"type": "sample", "id": "s7", "data": '{"json":["x",1,null],"text":"a\\nb"}'},
+    {"type": "message", "id": "s8", "data": '"unnamed"'},
+]
+
+
+def _browser_or_skip() -> str:
+    if Path(CHROMIUM).exists() and shutil.which("chromium"):
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return CHROMIUM
+    reason = "needs Debian's chromium at /usr/bin/chromium and the playwright package"
+    if os.environ.get("SSE_SYNC_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"SSE_SYNC_REQUIRE_BROWSER=1 but the browser is missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[LiveServer]:
+    """The README's demo under gunicorn with one gevent worker, ticking every 0.2 s."""
+    server = start_server(
+        "gevent",
+        "tests.integration.apps.demo_app:app",
+        env={"SSE_SYNC_DEMO_INTERVAL": "0.2"},
+        ready_path="/",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def page(demo: LiveServer) -> Iterator[Any]:
+    """A headless Chromium page with the demo open."""
+    executable = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.set_default_timeout(20_000)
+            page.goto(demo.url + "/")
+            yield page
+        finally:
+            browser.close()
+
+
+def test_tricky_payloads_arrive_exactly(page: Any) -> None:
+    """Multi-line, Unicode, empty and leading-space payloads reach the page exactly as sent."""
+    page.wait_for_function("window.sseLog.samples.length === 8")
+    assert page.evaluate("window.sseLog.samples") == EXPECTED_SAMPLES
+    assert page.locator("#samples tr").count() == 8
+
+
+def test_named_events_reach_their_listeners(page: Any) -> None:
+    """price, metrics and log events reach addEventListener and render on the dashboard."""
+    page.wait_for_function(
+        "['price', 'metrics', 'log'].every(t => window.sseLog.events.some(e => e.type === t))"
+    )
+    assert page.locator(".ticker").count() == 3
+    assert page.text_content("#status") == "live"
+    logs = [e["data"] for e in page.evaluate("window.sseLog.events") if e["type"] == "log"]
+    assert all(" served " in line or "\n    SELECT" in line for line in logs)
+
+
+def test_dropped_connection_resumes_without_gap(page: Any) -> None:
+    """When the server drops the stream the browser resumes from Last-Event-ID: no gap or repeat."""
+    page.wait_for_function("window.sseLog.events.length >= 10")
+    opens = page.evaluate("window.sseLog.opens")
+    before = page.evaluate("window.sseLog.events.length")
+    page.click("#drop")
+    page.wait_for_function(f"window.sseLog.opens > {opens}")
+    page.wait_for_function(f"window.sseLog.events.length > {before + 10}")
+    ids = [int(e["id"]) for e in page.evaluate("window.sseLog.events")]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    assert page.text_content("#gaps") == "0"
+    assert page.text_content("#repeats") == "0"
+    assert page.text_content("#reconnects") != "0"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+    assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
