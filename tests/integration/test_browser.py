@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,8 @@ def demo() -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def page(demo: LiveServer) -> Iterator[Any]:
-    """A headless Chromium page with the demo open."""
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by playwright."""
     executable = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
@@ -77,12 +78,19 @@ def page(demo: LiveServer) -> Iterator[Any]:
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            page.set_default_timeout(20_000)
-            page.goto(demo.url + "/")
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, demo: LiveServer) -> Iterator[Any]:
+    """A page with the demo open."""
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.set_default_timeout(20_000)
+    page.goto(demo.url + "/")
+    yield page
+    page.close()
 
 
 def test_tricky_payloads_arrive_exactly(page: Any) -> None:
@@ -119,3 +127,47 @@ def test_dropped_connection_resumes_without_gap(page: Any) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
+
+
+# Collects every event of a stream, whatever its type, until the one with data "last".
+_COLLECT = """([url, types]) => new Promise((resolve) => {
+  const got = [];
+  const source = new EventSource(url);
+  const take = (event) => {
+    got.push([event.type, event.data, event.lastEventId]);
+    if (event.data === "last") { source.close(); resolve(got); }
+  };
+  for (const type of types) source.addEventListener(type, take);
+})"""
+
+
+def test_browser_reads_interop_payloads_as_the_spec_says(browser: Any) -> None:
+    """Chromium's EventSource reads the interop test's tricky payloads exactly as the spec says."""
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    from sse_sync import sse_response
+
+    from ..test_interop import TRICKY, spec_events
+
+    @Request.application  # type: ignore[arg-type]
+    def app(request: Request) -> Response:
+        if request.path == "/tricky":
+            return sse_response(TRICKY, ping=None)
+        return Response("<!doctype html><title>interop</title>", mimetype="text/html")
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    page = browser.new_page()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}"
+        page.goto(url + "/")
+        types = sorted({e.event or "message" for e in TRICKY})
+        got = page.evaluate(_COLLECT, [url + "/tricky", types])
+    finally:
+        page.close()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+    assert [tuple(row) for row in got] == [(t, d, i) for t, d, i, _ in spec_events(TRICKY)]
