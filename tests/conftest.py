@@ -213,3 +213,24 @@ class StreamClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A private ``redis-server`` on a free port (a ``tests.redis_server.RedisServer``).
+
+    Skips when there is no ``redis-server`` binary, unless ``SSE_SYNC_REQUIRE_REDIS=1``
+    (``.ci/run``): then it fails.
+    """
+    from tests.redis_server import REQUIRE_ENV, RedisServer, find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        reason = "redis-server not found on PATH: install Redis to run the RedisBroker tests"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_ENV}=1)")
+        pytest.skip(reason)
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,661 @@
+"""What every broker shares: the ``Broker`` protocol, the in-process log, and ``Subscription``.
+
+A broker keeps, per channel and per process, a :class:`_Log`: the last events of the channel,
+each encoded once (:class:`_Entry` holds the wire frame). Publishing appends to the log and wakes
+the channel's subscribers; it never copies or encodes anything per subscriber. Each
+:class:`Subscription` keeps a position per channel and reads the frames after it from the shared
+log, so replay and live delivery are the same read and nothing falls between them.
+
+Ids and cursors:
+
+* A single-channel subscription sends each event with the channel's own id (``MemoryBroker``:
+  ``"<epoch>:<seq>"``; ``RedisBroker``: the stream id ``"<ms>-<seq>"``). Ids of one channel are
+  monotonic and comparable.
+* A multi-channel subscription sends a cursor as the id: ``"<channel>=<id>,<channel>=<id>"``,
+  sorted by channel, with the position of every channel, so one ``Last-Event-ID`` resumes all of
+  them. A channel missing from a cursor starts live, as on a first connect.
+* A ``Last-Event-ID`` whose events are no longer retained, or that this broker never issued,
+  gets one ``reset`` event per affected channel (no id, data
+  ``{"channel": ..., "reason": "expired" | "unknown", "lastEventId": ...}``); the channel then
+  continues live. Pings and control frames never carry an id.
+
+Slow subscribers: a subscription that falls more than ``max_pending`` live events behind is
+ended (and counted): its client reconnects with its ``Last-Event-ID`` and replays from the
+history. If it is stuck in a write (the client reads nothing), the connection's socket is shut
+down, the only way to end a ``sendall`` blocked on another greenlet or thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._event import ServerSentEvent, encode_data
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "RESET_EVENT",
+    "Broker",
+    "Key",
+    "Subscription",
+    "check_channel",
+    "check_sizes",
+    "prepare_event",
+]
+
+logger = logging.getLogger("sse_sync")
+
+#: The event type sent when a ``Last-Event-ID`` cannot be resumed.
+RESET_EVENT = "reset"
+
+#: Comparable position of an entry in its channel: ``(seq, 0)`` in memory, ``(ms, seq)`` in Redis.
+Key = tuple[int, int]
+
+#: The most entries one read takes from one channel.
+_BATCH = 256
+
+_CHANNEL = re.compile(r"[A-Za-z0-9_.:/@-]{1,200}")
+
+
+def check_channel(channel: object) -> str:
+    """Return ``channel`` if it is a valid channel name; raise ``TypeError``/``ValueError``."""
+    if not isinstance(channel, str):
+        msg = f"Expected a channel name (str), got {type(channel).__name__!r}"
+        raise TypeError(msg)
+    if not _CHANNEL.fullmatch(channel):
+        msg = f"Expected a channel name of 1 to 200 letters, digits and '_.:/@-', got {channel!r}"
+        raise ValueError(msg)
+    return channel
+
+
+def check_sizes(history: object, max_pending: object) -> tuple[int, int]:
+    """Validate ``history`` and ``max_pending`` (``None``: the default) and return both."""
+    if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+        msg = f"Expected history to be an int >= 1 (events kept per channel), got {history!r}"
+        raise ValueError(msg)
+    if max_pending is None:
+        return history, min(1000, max(1, history // 2))
+    if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+        msg = f"Expected max_pending to be an int >= 1 or None, got {max_pending!r}"
+        raise ValueError(msg)
+    if max_pending > history:
+        msg = (
+            f"Expected max_pending <= history ({history}), got {max_pending!r}: a subscriber "
+            "cut off at the bound must find its missed events in the history when it reconnects"
+        )
+        raise ValueError(msg)
+    return history, max_pending
+
+
+def prepare_event(
+    data: Any, event: str | None, raw_data: str | None, retry: int | None
+) -> tuple[ServerSentEvent, bytes | None]:
+    """Validate an event to publish and encode its data once.
+
+    Returns the event to put on the wire (without an id; JSON ``data`` already turned into its
+    text) and the JSON bytes of ``data`` (``None`` without data). Raises ``ValueError`` or
+    ``TypeError`` before anything is published.
+    """
+    if data is not None and raw_data is not None:
+        msg = "Expected either data= (JSON-encoded) or raw_data= (sent as is), got both"
+        raise ValueError(msg)
+    if data is None and raw_data is None and event is None and retry is None:
+        msg = "Expected publish() to get data, raw_data, event or retry, got none"
+        raise ValueError(msg)
+    json_bytes = None if data is None else encode_data(data)
+    text = raw_data if json_bytes is None else json_bytes.decode()
+    wire = ServerSentEvent(event=event, retry=retry, raw_data=text)
+    wire.encode()
+    return wire, json_bytes
+
+
+def _reset(channel: str, reason: str, given: str | None) -> ServerSentEvent:
+    return ServerSentEvent(
+        event=RESET_EVENT, data={"channel": channel, "reason": reason, "lastEventId": given}
+    )
+
+
+class _Entry:
+    """One published event as this process holds it: its position, id and wire frame."""
+
+    __slots__ = ("_event", "_id_at", "_id_end", "_make", "frame", "id", "key")
+
+    def __init__(
+        self, key: Key, id: str, wire: ServerSentEvent, make: Callable[[], ServerSentEvent]
+    ) -> None:
+        body = wire.encode()
+        # Field order as ServerSentEvent.encode() writes it: event, id, retry, data.
+        at = body.index(b"\n") + 1 if wire.event is not None else 0
+        line = b"id: " + id.encode() + b"\n"
+        self.key = key
+        self.id = id
+        self.frame = body[:at] + line + body[at:]
+        self._id_at = at
+        self._id_end = at + len(line)
+        self._make = make
+        self._event: ServerSentEvent | None = None
+
+    def event(self) -> ServerSentEvent:
+        """The event with its id (built on first use: fan-out only needs the frame)."""
+        if self._event is None:
+            event = self._make().model_copy(update={"id": self.id})
+            event._frame = self.frame
+            self._event = event
+        return self._event
+
+    def frame_with_id(self, id: str) -> bytes:
+        """The frame with ``id`` in place of the entry's own id (a multi-channel cursor)."""
+        frame = self.frame
+        return frame[: self._id_at] + b"id: " + id.encode() + b"\n" + frame[self._id_end :]
+
+    def event_with_id(self, id: str) -> ServerSentEvent:
+        event = self.event().model_copy(update={"id": id})
+        event._frame = self.frame_with_id(id)
+        return event
+
+
+def _entry_key(entry: _Entry) -> Key:
+    return entry.key
+
+
+class _Log:
+    """A channel's recent entries in this process, and the cursors reading them.
+
+    ``entries[i]`` has index ``base + i``; indexes are consecutive, so a cursor's position is
+    one int. Every entry with a key above ``floor`` is in the log (or will be appended).
+    """
+
+    __slots__ = (
+        "base",
+        "channel",
+        "cursors",
+        "entries",
+        "floor",
+        "floor_id",
+        "head",
+        "head_id",
+        "lock",
+        "size",
+        "slack",
+    )
+
+    def __init__(self, channel: str, size: int, floor: Key, floor_id: str) -> None:
+        self.channel = channel
+        self.size = size
+        self.slack = max(16, size // 8)  # trim in chunks: one del per `slack` appends
+        self.lock = threading.Lock()
+        self.entries: list[_Entry] = []
+        self.base = 0
+        self.floor = floor
+        self.floor_id = floor_id
+        self.head = floor
+        self.head_id = floor_id
+        self.cursors: tuple[_Cursor, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """The index the next entry gets."""
+        return self.base + len(self.entries)
+
+    def index_after(self, key: Key) -> int:
+        """The index of the first entry whose key is above ``key`` (call with the lock held)."""
+        return self.base + bisect.bisect_right(self.entries, key, key=_entry_key)
+
+    def extend(self, entries: Iterable[_Entry]) -> tuple[tuple[_Cursor, ...], int]:
+        """Append entries above the head (others are dropped); return the cursors to notify."""
+        with self.lock:
+            added = False
+            for entry in entries:
+                if entry.key > self.head:
+                    self.entries.append(entry)
+                    self.head = entry.key
+                    self.head_id = entry.id
+                    added = True
+            excess = len(self.entries) - self.size
+            if excess > self.slack:
+                last = self.entries[excess - 1]
+                self.floor, self.floor_id = last.key, last.id
+                del self.entries[:excess]
+                self.base += excess
+            return (self.cursors if added else ()), self.count
+
+    def add(self, cursor: _Cursor) -> None:
+        self.cursors = (*self.cursors, cursor)  # copy on write: publishers iterate a snapshot
+
+    def remove(self, cursor: _Cursor) -> None:
+        self.cursors = tuple(c for c in self.cursors if c is not cursor)
+
+
+def notify(cursors: tuple[_Cursor, ...], count: int) -> None:
+    """Wake the subscriptions behind ``cursors``; end those more than ``max_pending`` behind.
+
+    O(1) per subscriber, no encoding: a flag check and an event ``set()``.
+    """
+    for cursor in cursors:
+        sub = cursor.sub
+        pos = cursor.pos
+        behind = count - (pos if pos > cursor.start else cursor.start)
+        if behind > sub.max_pending:
+            sub._overflow()
+        else:
+            wake = sub._wake
+            if wake is not None:
+                wake.set()
+
+
+class _Cursor:
+    """A subscription's position in one channel."""
+
+    __slots__ = ("channel", "id", "key", "log", "pos", "start", "sub")
+
+    def __init__(self, sub: Subscription, log: _Log) -> None:
+        self.sub = sub
+        self.log = log
+        self.channel = log.channel
+        #: the next index to read from the log, or -1 to catch up from the broker's store
+        self.pos = log.count
+        #: the log's count when the subscription started: replayed entries are not "pending"
+        self.start = log.count
+        #: key and id of the last entry read (or the starting position)
+        self.key = log.head
+        self.id = log.head_id
+
+
+class _Hub(Protocol):
+    """What a :class:`Subscription` needs from its broker."""
+
+    def _attach(
+        self, sub: Subscription, channel: str, position: str | None, valid: bool
+    ) -> tuple[_Cursor, ServerSentEvent | None]:
+        """Register a cursor at ``position`` (``None``: live); a reset event if it cannot be."""
+        ...
+
+    def _detach(self, cursor: _Cursor) -> None: ...
+
+    def _head(self, channel: str) -> str | None:
+        """The id of the channel's newest event, if known without I/O (``None``: unknown)."""
+        ...
+
+    def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
+        """Entries after ``cursor.key`` from the broker's store, or ``None`` if it has none."""
+        ...
+
+    def _count_overflow(self) -> None: ...
+
+
+class _Lost(Exception):
+    """The entries after a cursor are gone from the store: the subscriber fell too far behind."""
+
+
+def _positions(
+    channels: tuple[str, ...], last_event_id: str | None
+) -> tuple[dict[str, str | None], bool]:
+    """Split a ``Last-Event-ID`` into a position per channel, and whether it could be."""
+    if last_event_id is None:
+        return dict.fromkeys(channels), True
+    if "=" not in last_event_id:
+        if len(channels) == 1:
+            return {channels[0]: last_event_id}, True
+        return dict.fromkeys(channels), False  # one channel's id cannot resume several
+    pairs: dict[str, str] = {}
+    for piece in last_event_id.split(","):
+        channel, sep, position = piece.partition("=")
+        if not sep or not channel or not position:
+            return dict.fromkeys(channels), False
+        pairs[channel] = position
+    return {channel: pairs.get(channel) for channel in channels}, True
+
+
+_Item = ServerSentEvent | tuple[_Entry, str | None]
+
+
+class Subscription:
+    """The events of one or more channels: the retained ones after a position, then live ones.
+
+    Returned by ``broker.subscribe()``. It is an iterator of :class:`ServerSentEvent` (each with
+    its id) and also what :func:`sse_response` waits on directly, with no producer thread:
+
+    .. code-block:: python
+
+        @app.get("/prices/stream")
+        def prices():
+            return sse_response(broker.subscribe("prices", last_event_id=last_event_id()))
+
+    Nothing happens until the first read: then the subscription registers with the broker,
+    replays what came after ``last_event_id`` and continues live. It ends when it is closed,
+    when the broker is closed, or when it falls more than the broker's ``max_pending`` events
+    behind (the client then reconnects and replays). Iterating it blocks until an event comes;
+    :meth:`read_events` takes a timeout.
+    """
+
+    def __init__(
+        self,
+        hub: _Hub,
+        channels: Iterable[str],
+        last_event_id: str | None,
+        max_pending: int,
+    ) -> None:
+        names = tuple(dict.fromkeys(channels))
+        if not names:
+            msg = "Expected at least one channel to subscribe to, got none"
+            raise ValueError(msg)
+        if last_event_id is not None and not isinstance(last_event_id, str):
+            kind = type(last_event_id).__name__
+            msg = f"Expected last_event_id to be a str or None, got {kind!r}"
+            raise TypeError(msg)
+        self._hub = hub
+        #: the channels, in the order given
+        self.channels = names
+        #: the ``Last-Event-ID`` the subscription resumes from
+        self.last_event_id = last_event_id or None
+        # "Live" means from now on, not from the first read: remember where each channel is.
+        self._positions, self._valid = _positions(names, self.last_event_id)
+        if self._valid:
+            for channel, position in self._positions.items():
+                if position is None:
+                    self._positions[channel] = hub._head(channel)
+        self.max_pending = max_pending
+        self._multi = len(names) > 1
+        self._cursors: list[_Cursor] = []
+        self._control: list[ServerSentEvent] = []
+        self._events: deque[ServerSentEvent] = deque()
+        self._wake: threading.Event | None = None
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._active = False
+        self._closed = False
+        self._overflowed = False
+        self._waiting = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "overflowed" if self._overflowed else "open"
+        return f"<Subscription {','.join(self.channels)} {state}>"
+
+    @property
+    def overflowed(self) -> bool:
+        """Whether the subscription was ended for falling more than ``max_pending`` behind."""
+        return self._overflowed
+
+    @property
+    def cursor(self) -> str | None:
+        """The id a client that got everything read so far would send back (``None`` before)."""
+        if not self._active:
+            return None
+        return self._cursor() if self._multi else self._cursors[0].id
+
+    def _cursor(self) -> str:
+        return ",".join(f"{c.channel}={c.id}" for c in self._cursors)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _activate(self) -> None:
+        self._wake = threading.Event()  # created here: after gevent patched threading
+        positions, valid = self._positions, self._valid
+        with self._lock:
+            if self._closed:
+                return
+            self._active = True
+        try:
+            for channel in sorted(self.channels):
+                cursor, reset = self._hub._attach(self, channel, positions[channel], valid)
+                with self._lock:
+                    closed = self._closed
+                    if not closed:
+                        self._cursors.append(cursor)
+                if closed:  # closed from another thread meanwhile
+                    self._hub._detach(cursor)
+                    return
+                if reset is not None:
+                    self._control.append(reset)
+        except BaseException:
+            self.close()
+            raise
+
+    def _take(self, cursor: _Cursor) -> list[_Entry]:
+        log = cursor.log
+        entries: list[_Entry] = []
+        with log.lock:
+            if cursor.pos >= 0 and cursor.pos < log.base:
+                cursor.pos = -1  # fell off the log: catch up from the store, if there is one
+            if cursor.pos < 0 and cursor.key >= log.floor:
+                cursor.pos = log.index_after(cursor.key)
+            if cursor.pos >= 0:
+                start = cursor.pos - log.base
+                entries = log.entries[start : start + _BATCH]
+                cursor.pos += len(entries)
+        if cursor.pos < 0:
+            caught = self._hub._catch_up(cursor, _BATCH)
+            if caught is None:
+                raise _Lost(cursor.channel)
+            entries = caught
+        if entries and entries[0].key <= cursor.key:
+            # A position ahead of what this process has read yet: skip what the client has.
+            entries = [e for e in entries if e.key > cursor.key]
+        return entries
+
+    def _collect(self) -> list[_Item]:
+        out: list[_Item] = []
+        if self._control:
+            out.extend(self._control)
+            self._control.clear()
+        if not self._multi:
+            cursor = self._cursors[0]
+            entries = self._take(cursor)
+            if entries:
+                cursor.key, cursor.id = entries[-1].key, entries[-1].id
+                out.extend((entry, None) for entry in entries)
+            return out
+        taken = [(cursor, self._take(cursor)) for cursor in self._cursors]
+        batches = [[(e.key, i, e) for e in entries] for i, (_, entries) in enumerate(taken)]
+        batches = [b for b in batches if b]
+        if not batches:
+            return out
+        merged = batches[0] if len(batches) == 1 else sorted(b for batch in batches for b in batch)
+        for _, i, entry in merged:
+            cursor = taken[i][0]
+            cursor.key, cursor.id = entry.key, entry.id
+            out.append((entry, self._cursor()))
+        return out
+
+    def _read(self, timeout: float | None) -> list[_Item] | None:
+        """Items after the position: a list, ``[]`` at the end, ``None`` on timeout."""
+        if self._closed or self._overflowed:
+            self.close()
+            return []
+        if not self._active:
+            self._activate()
+            if self._closed:
+                return []
+        wake = self._wake
+        assert wake is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wake.clear()  # before looking: a publish after the look sets it again
+            try:
+                items = self._collect()
+            except _Lost:
+                self._overflow()
+                items = []
+            if self._overflowed or self._closed:
+                self.close()
+                return []
+            if items:
+                return items
+            wait = None
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    return None
+            self._waiting = True
+            try:
+                wake.wait(wait)
+            finally:
+                self._waiting = False
+
+    def read_frames(self, timeout: float | None) -> bytes | None:
+        """Wait up to ``timeout`` seconds for events and return their wire frames, joined.
+
+        ``b""`` once the subscription has ended, ``None`` when nothing came in time (the
+        :class:`~sse_sync._runner.FrameSource` protocol). An error reading the broker's store
+        is logged and ends the subscription: the client reconnects and resumes.
+        """
+        try:
+            items = self._read(timeout)
+        except Exception:
+            logger.warning(
+                "Reading channel(s) %s failed; ending the event stream (the client "
+                "reconnects and resumes from its Last-Event-ID)",
+                ",".join(self.channels),
+                exc_info=True,
+            )
+            self.close()
+            return b""
+        if items is None:
+            return None
+        frames = []
+        for item in items:
+            if isinstance(item, ServerSentEvent):
+                frames.append(item.encode())
+            else:
+                entry, cursor = item
+                frames.append(entry.frame if cursor is None else entry.frame_with_id(cursor))
+        return b"".join(frames)
+
+    def read_events(self, timeout: float | None = None) -> list[ServerSentEvent] | None:
+        """Like :meth:`read_frames`, as events: a list, ``[]`` at the end, ``None`` on timeout.
+
+        Errors reading the broker's store are raised.
+        """
+        if self._events:
+            events = list(self._events)
+            self._events.clear()
+            return events
+        items = self._read(timeout)
+        if items is None:
+            return None
+        events = []
+        for item in items:
+            if isinstance(item, ServerSentEvent):
+                events.append(item)
+            else:
+                entry, cursor = item
+                events.append(entry.event() if cursor is None else entry.event_with_id(cursor))
+        return events
+
+    def __iter__(self) -> Iterator[ServerSentEvent]:
+        return self
+
+    def __next__(self) -> ServerSentEvent:
+        while not self._events:
+            events = self.read_events(None)
+            if not events:
+                raise StopIteration
+            self._events.extend(events)
+        return self._events.popleft()
+
+    # -- ending --------------------------------------------------------------------------
+
+    def attach_socket(self, sock: socket.socket) -> None:
+        """Remember the client's socket, to shut it down if the client stops reading.
+
+        Called by the event stream that serves this subscription.
+        """
+        self._socket = sock
+
+    def _overflow(self) -> None:
+        """End the subscription: it fell more than ``max_pending`` events behind."""
+        with self._lock:
+            if self._overflowed or self._closed:
+                return
+            self._overflowed = True
+            stuck = self._active and not self._waiting
+        self._hub._count_overflow()
+        logger.debug(
+            "A subscriber of %s fell more than %d events behind; ending its stream (it "
+            "reconnects and replays from its Last-Event-ID)",
+            ",".join(self.channels),
+            self.max_pending,
+        )
+        if stuck and self._socket is not None:
+            # Not waiting for events, so its server thread/greenlet is writing: a write blocked
+            # on a client that reads nothing ends only when the socket is shut down. Shut the
+            # real socket (under gevent, not the cooperative wrapper, whose shutdown() would
+            # kill the writer with EBADF): the writer then gets EPIPE, a normal disconnect.
+            sock = getattr(self._socket, "_sock", self._socket)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def close(self) -> None:
+        """Stop the subscription and unregister it from the broker; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            cursors = list(self._cursors)  # kept: `cursor` still answers after close
+        for cursor in cursors:
+            self._hub._detach(cursor)
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Broker(Protocol):
+    """Fans published events out to subscribers and keeps a bounded history for replay.
+
+    :class:`~sse_sync.MemoryBroker` (one process) and :class:`~sse_sync.RedisBroker` (any
+    number of processes and hosts) meet it; so can your own.
+    """
+
+    def publish(
+        self,
+        channel: str,
+        data: Any = None,
+        *,
+        event: str | None = None,
+        raw_data: str | None = None,
+        retry: int | None = None,
+    ) -> str:
+        """Send one event to every subscriber of ``channel`` and keep it in the history.
+
+        ``data`` is JSON-encoded (``raw_data`` is sent as it is); ``event`` is the type a
+        browser dispatches; ``retry`` the reconnection time in ms. Returns the event's id.
+        Raises ``ValueError``/``TypeError`` for a bad channel name or an event that cannot be
+        encoded, before anything is published.
+        """
+        ...
+
+    def subscribe(
+        self, channel: str | Iterable[str], last_event_id: str | None = None
+    ) -> Subscription:
+        """Return a :class:`Subscription` to one channel or several.
+
+        It yields the retained events after ``last_event_id`` in order, then live ones, each
+        with its id (a cursor over all channels when there are several); a ``reset`` event
+        first for a channel whose position is no longer retained or unknown.
+        """
+        ...

@@ -1,0 +1,220 @@
+"""``MemoryBroker``: fan-out and replay inside one process, under threads or gevent."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ._broker import (
+    Key,
+    Subscription,
+    _Cursor,
+    _Entry,
+    _Log,
+    _reset,
+    check_channel,
+    check_sizes,
+    notify,
+    prepare_event,
+)
+from ._event import ServerSentEvent
+
+__all__ = ["MemoryBroker"]
+
+
+class MemoryBroker:
+    """Publishes events to the subscribers of this process, keeping the last ``history`` each.
+
+    The embedded default: no server to run, safe under threads and gevent. Events published in
+    one process reach subscribers in that process only: with several gunicorn workers or
+    hosts, use :class:`~sse_sync.RedisBroker`.
+
+    .. code-block:: python
+
+        broker = MemoryBroker(history=1000)
+
+        @app.post("/prices")
+        def publish():
+            broker.publish("prices", request.json, event="price")
+            return "", 204
+
+        @app.get("/prices/stream")
+        def prices():
+            return sse_response(broker.subscribe("prices", last_event_id=last_event_id()))
+
+    Ids are ``"<epoch>:<seq>"``: ``seq`` grows with every publish, and ``epoch`` is random per
+    broker and process, so an id from another process (another worker, or before a restart)
+    is recognised as unknown and answered with a ``reset`` event instead of a wrong replay.
+
+    :param history: how many events each channel keeps for replay.
+    :param max_pending: how many live events a subscriber may fall behind before its stream
+        is ended (it reconnects and replays); at most ``history``. Defaults to
+        ``min(1000, history // 2)``.
+    """
+
+    def __init__(self, history: int = 1000, *, max_pending: int | None = None) -> None:
+        self.history, self.max_pending = check_sizes(history, max_pending)
+        self._reinit()
+
+    def _reinit(self) -> None:
+        # Locks are only held for list operations that never yield, so one created before
+        # gevent patched threading (gunicorn --preload) still cannot block the hub.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._epoch = secrets.token_hex(4)
+        self._seq = 0
+        self._logs: dict[str, _Log] = {}
+        self._subscribers = 0
+        self._published = 0
+        self._overflows = 0
+        self._closed = False
+
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():  # forked (gunicorn workers): a broker of our own
+            self._reinit()
+
+    def __repr__(self) -> str:
+        return f"<MemoryBroker history={self.history} channels={len(self._logs)}>"
+
+    def _log(self, channel: str) -> _Log:
+        log = self._logs.get(channel)
+        if log is None:
+            log = self._logs[channel] = _Log(channel, self.history, (0, 0), f"{self._epoch}:0")
+        return log
+
+    def publish(
+        self,
+        channel: str,
+        data: Any = None,
+        *,
+        event: str | None = None,
+        raw_data: str | None = None,
+        retry: int | None = None,
+    ) -> str:
+        """Send one event to the subscribers of ``channel``; return its id.
+
+        :param channel: letters, digits and ``_.:/@-``, up to 200 characters.
+        :param data: any JSON-encodable value, encoded once for all subscribers.
+        :param event: the event type a browser dispatches.
+        :param raw_data: text sent as it is, instead of ``data``.
+        :param retry: the reconnection time in milliseconds.
+
+        Raises ``ValueError``/``TypeError`` (bad channel, data that cannot be JSON-encoded)
+        before anything is published.
+        """
+        check_channel(channel)
+        wire, _ = prepare_event(data, event, raw_data, retry)
+        self._check_process()
+        if self._closed:
+            msg = "This MemoryBroker was closed; publish() can only be used before close()"
+            raise RuntimeError(msg)
+
+        def make() -> ServerSentEvent:
+            return ServerSentEvent.model_construct(
+                data=data, raw_data=raw_data, event=event, retry=retry
+            )
+
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._published += 1
+            log = self._log(channel)
+            entry = _Entry((seq, 0), f"{self._epoch}:{seq}", wire, make)
+            cursors, count = log.extend((entry,))
+        notify(cursors, count)
+        return entry.id
+
+    def subscribe(
+        self, channel: str | Iterable[str], last_event_id: str | None = None
+    ) -> Subscription:
+        """Return a :class:`Subscription` to ``channel`` (or several channels).
+
+        It yields the retained events after ``last_event_id`` (``None``: none), then live
+        ones. See :class:`~sse_sync.Broker`.
+        """
+        channels = [channel] if isinstance(channel, str) else list(channel)
+        for name in channels:
+            check_channel(name)
+        return Subscription(self, channels, last_event_id, self.max_pending)
+
+    def _parse(self, position: str) -> Key | None:
+        epoch, sep, seq = position.partition(":")
+        if not sep or epoch != self._epoch or not seq.isdigit():
+            return None
+        number = int(seq)
+        return (number, 0) if number <= self._seq else None
+
+    def _attach(
+        self, sub: Subscription, channel: str, position: str | None, valid: bool
+    ) -> tuple[_Cursor, ServerSentEvent | None]:
+        self._check_process()
+        reset = None
+        with self._lock:
+            closed = self._closed
+            log = self._log(channel)
+            with log.lock:
+                cursor = _Cursor(sub, log)
+                if closed:
+                    pass
+                elif not valid:
+                    reset = _reset(channel, "unknown", sub.last_event_id)
+                elif position is not None:
+                    key = self._parse(position)
+                    if key is None:
+                        reset = _reset(channel, "unknown", position)
+                    elif key < log.floor:
+                        reset = _reset(channel, "expired", position)
+                    else:
+                        cursor.pos = log.index_after(key)
+                        cursor.key, cursor.id = key, position
+                if not closed:
+                    log.add(cursor)
+                    self._subscribers += 1
+        if closed:
+            sub.close()
+        return cursor, reset
+
+    def _detach(self, cursor: _Cursor) -> None:
+        with self._lock:
+            with cursor.log.lock:
+                if cursor in cursor.log.cursors:
+                    cursor.log.remove(cursor)
+                    self._subscribers -= 1
+
+    def _head(self, channel: str) -> str | None:
+        self._check_process()
+        with self._lock:
+            log = self._log(channel)
+            with log.lock:
+                return log.head_id
+
+    def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
+        return None  # the log is all the history there is
+
+    def _count_overflow(self) -> None:
+        with self._lock:
+            self._overflows += 1
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this process: ``channels``, ``subscribers``, ``published``, ``overflows``.
+
+        ``overflows`` counts subscribers whose stream was ended for falling behind.
+        """
+        with self._lock:
+            return {
+                "channels": len(self._logs),
+                "subscribers": self._subscribers,
+                "published": self._published,
+                "overflows": self._overflows,
+            }
+
+    def close(self) -> None:
+        """End every subscription; ``publish()`` raises afterwards. Idempotent."""
+        with self._lock:
+            self._closed = True
+            cursors = [c for log in self._logs.values() for c in log.cursors]
+        for cursor in cursors:
+            cursor.sub.close()

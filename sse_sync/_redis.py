@@ -1,0 +1,609 @@
+"""``RedisBroker``: fan-out and replay across processes and hosts with Redis Streams.
+
+Each channel is a stream (``XADD <prefix><channel> MAXLEN ~ <history> * ...``); its stream ids
+are the events' ids. Per process, one reader (a greenlet under gevent, else a daemon thread)
+runs ``XREAD BLOCK`` over every channel this process has subscribers for, on one connection,
+and appends what it reads to the channel's in-process log, which the subscriptions read:
+Redis connections grow with processes, never with clients.
+
+* The reader's socket timeout is longer than its ``BLOCK``, so a quiet channel never looks like
+  a dead connection, and a dead one is noticed. On any error it reconnects with capped
+  exponential backoff and resumes from the last id it read: subscribers lose nothing Redis kept.
+* A new channel is added by unblocking the reader (``CLIENT UNBLOCK``), so its events do not
+  wait for the current ``BLOCK`` to time out.
+* Replay reads the in-process log when it covers the position (the usual reconnect), else
+  ``XRANGE`` pages, each checked against ``XINFO STREAM`` in the same ``MULTI``.
+* Nothing is retried after a command was sent: a publish that fails raises and was either
+  added once or not at all (a blind retry could add it twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ._broker import (
+    Key,
+    Subscription,
+    _Cursor,
+    _Entry,
+    _Log,
+    _reset,
+    check_channel,
+    check_sizes,
+    notify,
+    prepare_event,
+)
+from ._event import ServerSentEvent
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("sse_sync")
+
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+#: Most entries one XREAD takes per stream.
+_READ_COUNT = 1000
+#: Reconnection backoff of the reader, in seconds.
+_BACKOFF_MIN = 0.05
+_BACKOFF_MAX = 2.0
+
+
+def _import_redis() -> ModuleType:
+    try:
+        import redis
+    except ImportError as exc:
+        msg = "RedisBroker requires the 'redis' package: pip install 'sse_sync[redis]'"
+        raise ImportError(msg) from exc
+    return redis
+
+
+def _ms(seconds: float) -> int:
+    """Seconds (our unit everywhere) to the milliseconds Redis takes for ``BLOCK``."""
+    return max(1, round(seconds * 1000))
+
+
+def _parse_id(text: str) -> Key | None:
+    found = _STREAM_ID.fullmatch(text)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class _StreamInfo:
+    """What ``XINFO STREAM`` says about replaying after a position."""
+
+    exists: bool
+    last: Key
+    last_id: str
+    first: Key | None
+    trimmed: bool
+
+    @classmethod
+    def parse(cls, reply: Any) -> _StreamInfo:
+        if isinstance(reply, Exception):
+            if "no such key" in str(reply).lower():
+                return cls(False, (0, 0), "0-0", None, False)
+            raise reply
+        last_id = _text(reply["last-generated-id"])
+        first_entry = reply.get("first-entry")
+        first = _parse_id(_text(first_entry[0])) if first_entry else None
+        added = reply.get("entries-added")
+        # Without entries-added (Redis < 7) assume trimming happened: a reset at worst.
+        trimmed = added is None or int(added) > int(reply["length"])
+        return cls(True, _parse_id(last_id) or (0, 0), last_id, first, trimmed)
+
+    def verdict(self, key: Key) -> str | None:
+        """``None`` if every event after ``key`` is still in the stream, else why not.
+
+        Redis trims a stream from its start, so events after ``key`` are gone when ``key`` is
+        below the first retained id and something was trimmed. (The trimmed event right before
+        the first one is indistinguishable from older ones: a client that saw exactly it gets a
+        reset it did not need. Redis does not record the last trimmed id.)
+        """
+        if key > self.last or (not self.exists and key > (0, 0)):
+            return "unknown"
+        if self.trimmed and key < (self.first or self.last):
+            return "expired"
+        return None
+
+
+class _Process:
+    """What a :class:`RedisBroker` keeps per process (rebuilt after a fork)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.logs: dict[str, _Log] = {}
+        self.by_key: dict[bytes, _Log] = {}
+        self.users: dict[str, int] = {}
+        self.pending: dict[str, threading.Event] = {}
+        self.wakeup = threading.Event()
+        self.stop = threading.Event()
+        self.reader: threading.Thread | None = None
+        self.reader_id: int | None = None
+        self.version = 0  # bumped when the set of channels changes
+        self.reading = 0  # the version the reader's current XREAD was built from
+        self.subscribers = 0
+        self.reconnects = 0
+
+
+class RedisBroker:
+    """Publishes events through Redis Streams to subscribers in every process and host.
+
+    .. code-block:: python
+
+        broker = RedisBroker.from_url("redis://localhost:6379/0", history=10_000)
+
+        @app.post("/prices")
+        def publish():
+            broker.publish("prices", Price(**request.json), event="price")  # any worker/process
+            return "", 204
+
+        @app.get("/prices/stream")
+        def prices():
+            return sse_response(broker.subscribe("prices", last_event_id=last_event_id()))
+
+    Event ids are the stream ids (``"<ms>-<seq>"``, monotonic and comparable). Creating a
+    broker does no I/O; the reader starts with the first subscription in each process.
+
+    :param url: ``redis://``, ``rediss://`` or ``unix://`` URL, as redis-py takes it.
+    :param history: how many events each channel's stream keeps (``MAXLEN ~``: at least that).
+    :param max_pending: how many live events a subscriber may fall behind before its stream
+        is ended (it reconnects and replays); at most ``history``. Defaults to
+        ``min(1000, history // 2)``.
+    :param prefix: prepended to channel names to make the stream keys.
+    :param max_connections: the most connections of this process's command pool (publish,
+        replay); the reader has one more of its own.
+    :param block: seconds one ``XREAD BLOCK`` waits; the reader's socket timeout is 10 s more.
+    :param timeout: socket timeout of commands, in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        history: int = 1000,
+        max_pending: int | None = None,
+        prefix: str = "sse:",
+        max_connections: int = 16,
+        block: float = 2.0,
+        timeout: float = 10.0,
+    ) -> None:
+        redis_module = _import_redis()
+        self.history, self.max_pending = check_sizes(history, max_pending)
+        if not isinstance(prefix, str):
+            msg = f"Expected prefix to be a str, got {type(prefix).__name__!r}"
+            raise TypeError(msg)
+        if isinstance(block, bool) or not block > 0 or not timeout > 0:
+            msg = f"Expected block and timeout to be seconds > 0, got {block!r} and {timeout!r}"
+            raise ValueError(msg)
+        self.url = url
+        self.prefix = prefix
+        self.block = float(block)
+        #: entries kept per channel in each process: enough for every subscriber within bounds
+        self.local_history = min(self.history, max(2 * self.max_pending, 256))
+        no_retry = redis_module.retry.Retry(redis_module.backoff.NoBackoff(), 0)
+        self._redis = redis_module
+        self._commands: redis.Redis = redis_module.Redis(
+            connection_pool=redis_module.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=min(timeout, 5.0),
+                retry=no_retry,
+            )
+        )
+        self._reader_options: dict[str, Any] = {
+            "socket_timeout": self.block + 10.0,
+            "socket_connect_timeout": min(timeout, 5.0),
+            "socket_keepalive": True,
+            "retry": no_retry,
+            "single_connection_client": True,
+        }
+        self._setup_lock = threading.Lock()
+        self._process: _Process | None = None
+        self._published = 0
+        self._overflows = 0
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        history: int = 1000,
+        max_pending: int | None = None,
+        prefix: str = "sse:",
+        max_connections: int = 16,
+        block: float = 2.0,
+        timeout: float = 10.0,
+    ) -> RedisBroker:
+        """Create a broker for the Redis server at ``url``; see :class:`RedisBroker`."""
+        return cls(
+            url,
+            history=history,
+            max_pending=max_pending,
+            prefix=prefix,
+            max_connections=max_connections,
+            block=block,
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker {self._commands.connection_pool!r} history={self.history}>"
+
+    def _key(self, channel: str) -> bytes:
+        return (self.prefix + channel).encode()
+
+    def _proc(self) -> _Process:
+        proc = self._process
+        if proc is None or proc.pid != os.getpid():
+            with self._setup_lock:
+                proc = self._process
+                if proc is None or proc.pid != os.getpid():
+                    proc = self._process = _Process()
+        return proc
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def publish(
+        self,
+        channel: str,
+        data: Any = None,
+        *,
+        event: str | None = None,
+        raw_data: str | None = None,
+        retry: int | None = None,
+    ) -> str:
+        """Add one event to the channel's stream (``XADD``) and return its id.
+
+        Subscribers in every process read it from there. Parameters as for
+        :meth:`MemoryBroker.publish <sse_sync.MemoryBroker.publish>`. Raises
+        ``ValueError``/``TypeError`` before anything is sent, and redis-py's errors when Redis
+        cannot be reached (then nothing was added, or, if the connection broke after the
+        command was sent, it was added once).
+        """
+        check_channel(channel)
+        wire, json_bytes = prepare_event(data, event, raw_data, retry)
+        if self._closed:
+            msg = "This RedisBroker was closed; publish() can only be used before close()"
+            raise RuntimeError(msg)
+        fields: dict[str, str | bytes] = {}
+        if wire.event is not None:
+            fields["event"] = wire.event
+        if json_bytes is not None:
+            fields["data"] = json_bytes
+        elif raw_data is not None:
+            fields["raw"] = raw_data
+        if retry is not None:
+            fields["retry"] = str(retry)
+        stream_id = self._commands.xadd(
+            self._key(channel),
+            fields,  # type: ignore[arg-type]
+            maxlen=self.history,
+            approximate=True,
+        )
+        self._published += 1
+        return _text(stream_id)
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    def subscribe(
+        self, channel: str | Iterable[str], last_event_id: str | None = None
+    ) -> Subscription:
+        """Return a :class:`Subscription` to ``channel`` (or several channels).
+
+        It yields the retained events after ``last_event_id`` (``None``: none), then live
+        ones. Unless this process already follows the channel, this asks Redis where the
+        channel is (one ``XINFO STREAM``); the rest happens on the first read. See
+        :class:`~sse_sync.Broker`.
+        """
+        channels = [channel] if isinstance(channel, str) else list(channel)
+        for name in channels:
+            check_channel(name)
+        return Subscription(self, channels, last_event_id, self.max_pending)
+
+    def _info(self, channel: str) -> _StreamInfo:
+        pipe = self._commands.pipeline(transaction=False)
+        pipe.xinfo_stream(self._key(channel))
+        (reply,) = pipe.execute(raise_on_error=False)
+        return _StreamInfo.parse(reply)
+
+    def _entry(self, row: Any) -> _Entry | None:
+        """An entry from one ``(id, fields)`` of XREAD/XRANGE; ``None`` (logged) if malformed."""
+        stream_id = _text(row[0])
+        fields = {_text(k): _text(v) for k, v in row[1].items()}
+        try:
+            key = _parse_id(stream_id)
+            assert key is not None
+            event = fields.get("event")
+            data = fields.get("data")
+            raw = fields.get("raw")
+            retry = int(fields["retry"]) if "retry" in fields else None
+            wire = ServerSentEvent(
+                event=event, retry=retry, raw_data=data if data is not None else raw
+            )
+        except (AssertionError, ValueError, TypeError):
+            logger.warning("Skipping malformed stream entry %s %r", stream_id, fields)
+            return None
+
+        def make() -> ServerSentEvent:
+            return ServerSentEvent.model_construct(
+                data=None if data is None else json.loads(data),
+                raw_data=raw if data is None else None,
+                event=event,
+                retry=retry,
+            )
+
+        return _Entry(key, stream_id, wire, make)
+
+    def _acquire(self, channel: str) -> tuple[_Log, _StreamInfo | None]:
+        """The channel's log in this process, created with one XINFO if missing; +1 user."""
+        proc = self._proc()
+        while True:
+            with proc.lock:
+                log = proc.logs.get(channel)
+                if log is not None:
+                    proc.users[channel] += 1
+                    return log, None
+                pending = proc.pending.get(channel)
+                creator = pending is None
+                if pending is None:
+                    pending = proc.pending[channel] = threading.Event()
+            if not creator:
+                pending.wait(10.0)
+                continue
+            try:
+                info = self._info(channel)
+                log = _Log(channel, self.local_history, info.last, info.last_id)
+                with proc.lock:
+                    proc.logs[channel] = log
+                    proc.by_key[self._key(channel)] = log
+                    proc.users[channel] = 1
+                    proc.version += 1
+                    self._start_reader(proc)
+                self._unblock_reader(proc)
+                return log, info
+            finally:
+                with proc.lock:
+                    proc.pending.pop(channel, None)
+                pending.set()
+
+    def _release(self, log: _Log) -> None:
+        proc = self._proc()
+        with proc.lock:
+            users = proc.users.get(log.channel, 0) - 1
+            if users > 0:
+                proc.users[log.channel] = users
+            elif proc.logs.get(log.channel) is log:
+                # The reader stops reading it at its next XREAD; entries it still gets for the
+                # key go to a new log, if one was made meanwhile, which drops what it has.
+                del proc.logs[log.channel], proc.by_key[self._key(log.channel)]
+                del proc.users[log.channel]
+                proc.version += 1
+
+    def _head(self, channel: str) -> str | None:
+        proc = self._proc()
+        with proc.lock:
+            log = proc.logs.get(channel)
+        if log is not None:
+            with log.lock:
+                return log.head_id
+        # Not followed in this process yet: ask Redis, so that "live" means from subscribe()
+        # on. If Redis cannot be reached, live starts at the first read instead; the stream
+        # itself then reports the error (and ends, so the client reconnects).
+        try:
+            return self._info(channel).last_id
+        except self._redis.RedisError:
+            return None
+
+    def _attach(
+        self, sub: Subscription, channel: str, position: str | None, valid: bool
+    ) -> tuple[_Cursor, ServerSentEvent | None]:
+        log, info = self._acquire(channel)
+        try:
+            reset = None
+            key = None if position is None else _parse_id(position)
+            with log.lock:
+                cursor = _Cursor(sub, log)
+                if not valid:
+                    reset = _reset(channel, "unknown", sub.last_event_id)
+                elif position is not None and key is None:
+                    reset = _reset(channel, "unknown", position)
+                elif key is not None and position is not None and log.floor <= key <= log.head:
+                    cursor.pos = log.index_after(key)  # the in-process log has it all
+                    cursor.key, cursor.id = key, position
+                    key = None
+            if key is not None and position is not None:
+                verdict = (info or self._info(channel)).verdict(key)
+                if verdict is not None:
+                    reset = _reset(channel, verdict, position)
+                else:
+                    cursor.pos = -1  # catch up from Redis first
+                    cursor.key, cursor.id = key, position
+            proc = self._proc()
+            with proc.lock:
+                proc.subscribers += 1
+                with log.lock:
+                    log.add(cursor)
+            return cursor, reset
+        except BaseException:
+            self._release(log)
+            raise
+
+    def _detach(self, cursor: _Cursor) -> None:
+        log = cursor.log
+        proc = self._proc()
+        with proc.lock:
+            with log.lock:
+                present = cursor in log.cursors
+                if present:
+                    log.remove(cursor)
+            if present:
+                proc.subscribers -= 1
+        if present:
+            self._release(log)
+
+    def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
+        key = self._key(cursor.channel)
+        pipe = self._commands.pipeline(transaction=True)
+        pipe.xinfo_stream(key)
+        pipe.xrange(key, min="(" + cursor.id, max="+", count=limit)
+        info_reply, rows = pipe.execute(raise_on_error=False)
+        if isinstance(rows, Exception):
+            raise rows
+        if _StreamInfo.parse(info_reply).verdict(cursor.key) == "expired":
+            return None
+        entries = [e for e in map(self._entry, rows) if e is not None]
+        if not rows:
+            # Redis has nothing after the position: the log has everything there is after it.
+            log = cursor.log
+            with log.lock:
+                if cursor.key < log.floor:
+                    cursor.key, cursor.id = log.floor, log.floor_id
+        return entries
+
+    def _count_overflow(self) -> None:
+        with self._setup_lock:
+            self._overflows += 1
+
+    # -- the reader ----------------------------------------------------------------------
+
+    def _start_reader(self, proc: _Process) -> None:
+        """Start this process's reader (call with ``proc.lock`` held)."""
+        if proc.reader is None and not proc.stop.is_set():
+            proc.reader = threading.Thread(
+                target=self._read_forever, args=(proc,), name="sse_sync-redis-reader", daemon=True
+            )
+            proc.reader.start()
+
+    def _unblock_reader(self, proc: _Process) -> None:
+        """Make the reader's XREAD return now, to read a channel just added (or to stop).
+
+        ``CLIENT UNBLOCK`` only works once the XREAD is blocked in Redis, so it is repeated
+        (for at most half a second) until the reader is reading the current channels.
+        """
+        proc.wakeup.set()
+        deadline = time.monotonic() + 0.5
+        while True:
+            reader = proc.reader
+            if reader is None or not reader.is_alive() or reader is threading.current_thread():
+                return
+            with proc.lock:
+                if not proc.stop.is_set() and proc.reading == proc.version:
+                    return
+            reader_id = proc.reader_id
+            if reader_id is not None:
+                try:
+                    if self._commands.client_unblock(reader_id):
+                        return
+                except self._redis.RedisError:
+                    return  # it sees the change after its current BLOCK instead
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+
+    def _read_forever(self, proc: _Process) -> None:
+        redis = self._redis
+        client: Any = None
+        backoff = _BACKOFF_MIN
+        failing = False
+        while not proc.stop.is_set():
+            with proc.lock:
+                streams = {key: log.head_id for key, log in proc.by_key.items()}
+                proc.reading = proc.version
+                proc.wakeup.clear()
+            if not streams:
+                proc.wakeup.wait(self.block)
+                continue
+            try:
+                if client is None:
+                    client = redis.Redis.from_url(self.url, **self._reader_options)
+                    proc.reader_id = client.client_id()
+                reply = client.xread(streams, count=_READ_COUNT, block=_ms(self.block))
+            except Exception as exc:
+                proc.reader_id = None
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:
+                        logger.debug("Closing the Redis reader's connection failed", exc_info=True)
+                    client = None
+                if proc.stop.is_set():
+                    break
+                with proc.lock:
+                    proc.reconnects += 1
+                if not isinstance(exc, redis.RedisError):
+                    logger.exception("The Redis reader failed; retrying in %.2f s", backoff)
+                elif not failing:
+                    logger.warning("Reading from Redis failed (%s); reconnecting", exc)
+                else:
+                    logger.debug("Reading from Redis failed again (%s)", exc)
+                failing = True
+                proc.stop.wait(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            if failing:
+                logger.warning("Reading from Redis again; subscribers resume where they were")
+                failing = False
+            backoff = _BACKOFF_MIN
+            self._fan_out(proc, reply)
+        if client is not None:
+            client.close()
+
+    def _fan_out(self, proc: _Process, reply: Any) -> None:
+        items = reply.items() if isinstance(reply, dict) else (reply or ())
+        for key, rows in items:
+            with proc.lock:
+                log = proc.by_key.get(key if isinstance(key, bytes) else key.encode())
+            if log is None:
+                continue
+            entries = [e for e in map(self._entry, rows) if e is not None]
+            cursors, count = log.extend(entries)
+            notify(cursors, count)
+
+    # -- the rest ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this process: ``channels``, ``subscribers``, ``published``,
+        ``overflows`` and ``reconnects`` (of the reader, after Redis errors)."""
+        proc = self._proc()
+        with proc.lock:
+            return {
+                "channels": len(proc.logs),
+                "subscribers": proc.subscribers,
+                "published": self._published,
+                "overflows": self._overflows,
+                "reconnects": proc.reconnects,
+            }
+
+    def close(self) -> None:
+        """Stop the reader, end every subscription and close the connections. Idempotent."""
+        self._closed = True
+        proc = self._proc()
+        proc.stop.set()
+        proc.wakeup.set()
+        self._unblock_reader(proc)
+        with proc.lock:
+            cursors = [c for log in proc.logs.values() for c in log.cursors]
+            reader = proc.reader
+        for cursor in cursors:
+            cursor.sub.close()
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(self.block + 1.0)
+        self._commands.close()

@@ -1,0 +1,356 @@
+"""The behaviour every broker shares, run against each one by subclassing ``BrokerContract``.
+
+A test module defines a ``make_broker`` fixture (a factory taking ``history`` and
+``max_pending``) and a ``class TestX(BrokerContract)``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sse_sync import ServerSentEvent, Subscription
+from sse_sync._event import encode_data
+
+from .conftest import wait_until
+
+MakeBroker = Callable[..., Any]
+
+
+def take(sub: Subscription, count: int, timeout: float = 10.0) -> list[ServerSentEvent]:
+    """Read exactly ``count`` events (fail on timeout or end of stream)."""
+    events: list[ServerSentEvent] = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {len(events)} of {count} events: {events!r}")
+        got = sub.read_events(min(left, 0.5))
+        if got == []:
+            raise AssertionError(f"stream ended after {len(events)} of {count}: {events!r}")
+        events.extend(got or [])
+    assert len(events) == count, events
+    return events
+
+
+def quiet(sub: Subscription, seconds: float = 0.3) -> bool:
+    """Whether nothing at all arrives for ``seconds``."""
+    return sub.read_events(seconds) is None
+
+
+def datas(events: list[ServerSentEvent]) -> list[Any]:
+    return [e.data for e in events]
+
+
+class BrokerContract:
+    """Publish, replay, live delivery, cursors, resets, errors and slow subscribers."""
+
+    def test_publish_returns_the_id_subscribers_see(self, make_broker: MakeBroker) -> None:
+        """publish() returns the event's id, and a subscriber gets the event with that id."""
+        broker = make_broker()
+        with broker.subscribe("prices") as sub:
+            first = broker.publish("prices", {"p": 1.5}, event="price")
+            second = broker.publish("prices", raw_data="line 1\nline 2")
+            events = take(sub, 2)
+        assert [e.id for e in events] == [first, second]
+        assert events[0].event == "price" and events[0].data == {"p": 1.5}
+        assert events[1].raw_data == "line 1\nline 2"
+
+    def test_frames_are_encoded_like_server_sent_event(self, make_broker: MakeBroker) -> None:
+        """The wire frames equal ServerSentEvent(...).encode() with the published id."""
+        broker = make_broker()
+        with broker.subscribe("wire") as sub:
+            sub.read_frames(0)  # start: everything below is live
+            ids = [
+                broker.publish("wire", {"a": [1, "\u2028"]}, event="x", retry=1500),
+                broker.publish("wire", raw_data="two\r\nlines"),
+                broker.publish("wire", event="ping-ish"),
+            ]
+            body = b""
+            deadline = time.monotonic() + 10
+            while body.count(b"\n\n") < 3 and time.monotonic() < deadline:
+                body += sub.read_frames(0.5) or b""
+        expected = [
+            ServerSentEvent(data={"a": [1, "\u2028"]}, event="x", retry=1500, id=ids[0]),
+            ServerSentEvent(raw_data="two\r\nlines", id=ids[1]),
+            ServerSentEvent(event="ping-ish", id=ids[2]),
+        ]
+        assert body == b"".join(e.encode() for e in expected)
+
+    def test_live_starts_at_subscribe(self, make_broker: MakeBroker) -> None:
+        """Events published after subscribe() and before the first read are delivered."""
+        broker = make_broker()
+        broker.publish("news", "before")
+        with broker.subscribe("news") as sub:
+            broker.publish("news", "after")
+            assert datas(take(sub, 1)) == ["after"]
+            assert quiet(sub)
+
+    def test_replay_after_last_event_id_then_live(self, make_broker: MakeBroker) -> None:
+        """A subscriber resuming from an id gets exactly the later events, in order, then live."""
+        broker = make_broker()
+        ids = [broker.publish("log", i) for i in range(10)]
+        with broker.subscribe("log", last_event_id=ids[3]) as sub:
+            replayed = take(sub, 6)
+            assert datas(replayed) == list(range(4, 10))
+            assert [e.id for e in replayed] == ids[4:]
+            live = broker.publish("log", 10)
+            event = take(sub, 1)[0]
+            assert (event.data, event.id) == (10, live)
+            assert quiet(sub)
+
+    def test_no_gap_or_duplicate_while_publishing_during_replay(
+        self, make_broker: MakeBroker
+    ) -> None:
+        """Resuming while another thread publishes yields every number exactly once, in order."""
+        broker = make_broker(history=5000, max_pending=2500)
+        first = broker.publish("race", 0)
+        stop = threading.Event()
+        published: list[int] = []
+
+        def publisher() -> None:
+            n = 1
+            while not stop.is_set() and n < 2000:
+                broker.publish("race", n)
+                published.append(n)
+                n += 1
+                if n % 50 == 0:
+                    time.sleep(0.001)
+
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        try:
+            with broker.subscribe("race", last_event_id=first) as sub:
+                seen: list[int] = []
+                deadline = time.monotonic() + 20
+                while (thread.is_alive() or len(seen) < len(published)) and (
+                    time.monotonic() < deadline
+                ):
+                    seen.extend(e.data for e in sub.read_events(0.2) or [])
+        finally:
+            stop.set()
+            thread.join(10)
+        assert seen == list(range(1, len(published) + 1))
+
+    def test_several_channels_with_one_cursor(self, make_broker: MakeBroker) -> None:
+        """One subscription to two channels; its ids are cursors that resume both channels."""
+        broker = make_broker()
+        events: list[ServerSentEvent] = []
+        with broker.subscribe(["a", "b"]) as sub:
+            sub.read_frames(0)
+            for channel, data in [("a", "a1"), ("b", "b1"), ("a", "a2")]:
+                broker.publish(channel, data)
+                events += take(sub, 1)
+        assert datas(events) == ["a1", "b1", "a2"]
+        cursor = events[1].id
+        assert cursor is not None and cursor.startswith("a=") and ",b=" in cursor
+        assert sub.cursor == events[2].id
+        broker.publish("b", "b2")
+        broker.publish("a", "a3")
+        with broker.subscribe(["b", "a"], last_event_id=cursor) as resumed:
+            replayed = datas(take(resumed, 3))
+            assert quiet(resumed)
+        # In order per channel (across channels Redis orders by stream id: publish time in ms).
+        assert [d for d in replayed if d[0] == "a"] == ["a2", "a3"]
+        assert [d for d in replayed if d[0] == "b"] == ["b2"]
+
+    def test_cursor_of_several_channels_resumes_one(self, make_broker: MakeBroker) -> None:
+        """A single-channel subscription resumes from that channel's part of a cursor."""
+        broker = make_broker()
+        with broker.subscribe(["a", "b"]) as sub:
+            broker.publish("a", 1)
+            cursor = take(sub, 1)[0].id
+        broker.publish("b", 2)
+        broker.publish("a", 3)
+        with broker.subscribe("a", last_event_id=cursor) as only_a:
+            assert datas(take(only_a, 1)) == [3]
+        with broker.subscribe(["a", "c"], last_event_id=cursor) as with_new:
+            broker.publish("c", 4)  # "c" is not in the cursor: it starts live
+            assert sorted(datas(take(with_new, 2))) == [3, 4]
+
+    def test_expired_id_sends_reset_then_live(self, make_broker: MakeBroker) -> None:
+        """An id older than the retained history gets a reset event (no id), then live events."""
+        broker = make_broker(history=10, max_pending=5)
+        old = broker.publish("feed", 0)
+        for i in range(1, 400):
+            broker.publish("feed", i)
+        with broker.subscribe("feed", last_event_id=old) as sub:
+            reset = take(sub, 1)[0]
+            assert reset.event == "reset" and reset.id is None
+            assert reset.data == {"channel": "feed", "reason": "expired", "lastEventId": old}
+            assert quiet(sub)
+            live = broker.publish("feed", "new")
+            assert [(e.data, e.id) for e in take(sub, 1)] == [("new", live)]
+
+    @pytest.mark.parametrize("given", ["garbage", "1:2:3", "a=,b", "9999999999999-0"])
+    def test_unknown_id_sends_reset(self, make_broker: MakeBroker, given: str) -> None:
+        """An id this broker never issued gets a reset event with reason 'unknown'."""
+        broker = make_broker()
+        broker.publish("feed", 1)
+        with broker.subscribe("feed", last_event_id=given) as sub:
+            (reset,) = take(sub, 1)
+            assert reset.event == "reset" and reset.data["reason"] == "unknown"
+            assert quiet(sub)
+
+    def test_plain_id_for_several_channels_resets_each(self, make_broker: MakeBroker) -> None:
+        """A single-channel id cannot resume several channels: each gets a reset."""
+        broker = make_broker()
+        event_id = broker.publish("a", 1)
+        with broker.subscribe(["a", "b"], last_event_id=event_id) as sub:
+            resets = take(sub, 2)
+        assert sorted(e.data["channel"] for e in resets) == ["a", "b"]
+
+    def test_reset_frame_has_no_id(self, make_broker: MakeBroker) -> None:
+        """The reset frame is exactly an 'event: reset' with JSON data and no id line."""
+        broker = make_broker()
+        with broker.subscribe("x", last_event_id="nope") as sub:
+            frame = sub.read_frames(5)
+        data = {"channel": "x", "reason": "unknown", "lastEventId": "nope"}
+        assert frame == b"event: reset\ndata: " + encode_data(data) + b"\n\n"
+
+    @pytest.mark.parametrize(
+        ("args", "kwargs", "error", "match"),
+        [
+            (("ok", object()), {}, TypeError, "Cannot JSON-encode"),
+            (("ok", 1), {"raw_data": "x"}, ValueError, "both"),
+            (("ok",), {}, ValueError, "got none"),
+            (("ok", 1), {"event": "a\nb"}, ValueError, "CR or LF"),
+            (("ok", 1), {"retry": -1}, ValueError, "retry"),
+            (("bad name", 1), {}, ValueError, "channel name"),
+            (("a,b", 1), {}, ValueError, "channel name"),
+            ((b"bytes", 1), {}, TypeError, "channel name"),
+        ],
+    )
+    def test_publish_errors_publish_nothing(
+        self,
+        make_broker: MakeBroker,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: type[Exception],
+        match: str,
+    ) -> None:
+        """A bad event or channel raises to the publisher and nothing reaches subscribers."""
+        broker = make_broker()
+        with broker.subscribe("ok") as sub:
+            sub.read_frames(0)
+            with pytest.raises(error, match=match):
+                broker.publish(*args, **kwargs)
+            broker.publish("ok", "next")
+            assert datas(take(sub, 1)) == ["next"]
+            assert quiet(sub, 0.1)
+
+    def test_bad_channel_on_subscribe_raises(self, make_broker: MakeBroker) -> None:
+        """subscribe() rejects bad channel names and an empty channel list at once."""
+        broker = make_broker()
+        with pytest.raises(ValueError, match="channel name"):
+            broker.subscribe("no spaces")
+        with pytest.raises(ValueError, match="at least one channel"):
+            broker.subscribe([])
+
+    def test_concurrent_publishers_lose_nothing(self, make_broker: MakeBroker) -> None:
+        """Four threads publishing at once: every subscriber gets all events, ids increasing."""
+        broker = make_broker(history=2000, max_pending=1000)
+        subs = [broker.subscribe("c") for _ in range(5)]
+
+        def publish(worker: int) -> None:
+            for i in range(100):
+                broker.publish("c", [worker, i])
+
+        threads = [threading.Thread(target=publish, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for sub in subs:
+            events = take(sub, 400)
+            for worker in range(4):
+                assert [e.data[1] for e in events if e.data[0] == worker] == list(range(100))
+            ids = [e.id for e in events]
+            assert len(set(ids)) == 400
+            sub.close()
+
+    def test_slow_subscriber_is_cut_off_and_resumes(self, make_broker: MakeBroker) -> None:
+        """A subscriber more than max_pending behind ends (counted); its cursor replays the rest."""
+        broker = make_broker(history=100, max_pending=10)
+        fast = broker.subscribe("s")
+        slow = broker.subscribe("s")
+        fast.read_frames(0)
+        slow.read_frames(0)
+        ids = [broker.publish("s", i) for i in range(3)]
+        assert datas(take(slow, 3)) == [0, 1, 2]
+        got_fast: list[Any] = []
+        for i in range(3, 40):
+            ids.append(broker.publish("s", i))
+            got_fast.extend(e.data for e in fast.read_events(0.5) or [])
+        while len(got_fast) < 40:
+            got_fast.extend(e.data for e in fast.read_events(2) or [])
+        assert got_fast == list(range(40))
+        assert not fast.overflowed
+        assert slow.read_frames(0.1) == b""
+        assert slow.overflowed
+        assert broker.stats()["overflows"] == 1
+        with broker.subscribe("s", last_event_id=slow.cursor) as resumed:
+            assert datas(take(resumed, 37)) == list(range(3, 40))
+        fast.close()
+
+    def test_timeout_end_and_close(self, make_broker: MakeBroker) -> None:
+        """read_frames returns None on timeout and b'' after close(); close is idempotent."""
+        broker = make_broker()
+        sub = broker.subscribe("t")
+        assert sub.read_frames(0.05) is None
+        assert broker.stats()["subscribers"] == 1
+        sub.close()
+        sub.close()
+        assert sub.read_frames(1) == b""
+        assert sub.read_events(1) == []
+        assert broker.stats()["subscribers"] == 0
+        assert list(sub) == []
+
+    def test_unread_subscription_registers_nothing(self, make_broker: MakeBroker) -> None:
+        """A subscription that is never read costs nothing: it is not registered."""
+        broker = make_broker()
+        broker.subscribe("idle")
+        broker.publish("idle", 1)
+        assert broker.stats()["subscribers"] == 0
+
+    def test_close_from_another_thread_wakes_reader(self, make_broker: MakeBroker) -> None:
+        """close() from another thread ends a read blocked with no timeout."""
+        broker = make_broker()
+        sub = broker.subscribe("w")
+        sub.read_frames(0)
+        result: list[Any] = []
+        reader = threading.Thread(target=lambda: result.append(sub.read_frames(None)))
+        reader.start()
+        wait_until(lambda: sub._waiting)
+        sub.close()
+        reader.join(5)
+        assert result == [b""]
+
+    def test_iterating_yields_events_until_closed(self, make_broker: MakeBroker) -> None:
+        """Iterating a subscription yields ServerSentEvent objects with their ids."""
+        broker = make_broker()
+        sub = broker.subscribe("it")
+        sub.read_frames(0)
+        broker.publish("it", {"n": 1}, event="e")
+        event = next(iter(sub))
+        assert isinstance(event, ServerSentEvent)
+        assert (event.event, event.data) == ("e", {"n": 1})
+        assert json.loads(event.encode().split(b"data: ")[1]) == {"n": 1}
+        sub.close()
+        with pytest.raises(StopIteration):
+            next(sub)
+
+    def test_broker_close_ends_subscriptions(self, make_broker: MakeBroker) -> None:
+        """Closing the broker ends its subscriptions; publishing afterwards raises."""
+        broker = make_broker()
+        sub = broker.subscribe("z")
+        sub.read_frames(0)
+        broker.close()
+        assert sub.read_frames(1) == b""
+        with pytest.raises(RuntimeError, match="closed"):
+            broker.publish("z", 1)

@@ -1,0 +1,238 @@
+"""RedisBroker against a real, private redis-server: the broker contract and Redis specifics."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# The shared contract's asserts get pytest's introspection too.
+pytest.register_assert_rewrite("tests.broker_contract")
+
+from sse_sync import RedisBroker  # noqa: E402
+
+from .broker_contract import BrokerContract, MakeBroker, datas, quiet, take  # noqa: E402
+from .conftest import wait_until  # noqa: E402
+
+pytestmark = pytest.mark.redis
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def make_broker(redis_server: Any) -> Iterator[MakeBroker]:
+    """A factory of RedisBrokers on the private server (each with its own key prefix)."""
+    made: list[RedisBroker] = []
+
+    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> RedisBroker:
+        options.setdefault("prefix", f"t{next(_prefixes)}:")
+        broker = RedisBroker.from_url(
+            redis_server.url, history=history, max_pending=max_pending, **options
+        )
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.close()
+
+
+class TestRedisBroker(BrokerContract):
+    """The contract, through Redis Streams."""
+
+
+def _client(redis_server: Any) -> Any:
+    import redis
+
+    return redis.Redis.from_url(redis_server.url)
+
+
+def test_ids_are_stream_ids(make_broker: MakeBroker, redis_server: Any) -> None:
+    """publish() XADDs to '<prefix><channel>' and returns the stream id."""
+    broker = make_broker(prefix="ids:")
+    event_id = broker.publish("chan", {"x": 1}, event="e", retry=10)
+    ms, _, seq = event_id.partition("-")
+    assert ms.isdigit() and seq.isdigit()
+    [(stream_id, fields)] = _client(redis_server).xrange("ids:chan")
+    assert stream_id.decode() == event_id
+    assert fields == {b"event": b"e", b"data": b'{"x":1}', b"retry": b"10"}
+
+
+def test_streams_are_capped_at_history(make_broker: MakeBroker, redis_server: Any) -> None:
+    """XADD trims with MAXLEN ~ history: the stream stays near the history size."""
+    broker = make_broker(history=50, prefix="cap:")
+    for i in range(1000):
+        broker.publish("c", i)
+    length = _client(redis_server).xlen("cap:c")
+    assert 50 <= length <= 50 + 100  # '~' trims whole nodes of up to 100 entries
+
+
+def test_published_elsewhere_reaches_subscribers(make_broker: MakeBroker) -> None:
+    """An event published by another broker object (another process) reaches subscribers."""
+    publisher = make_broker(prefix="shared:")
+    subscriber_side = make_broker(prefix="shared:")
+    with subscriber_side.subscribe("x") as sub:
+        event_id = publisher.publish("x", "hello")
+        [event] = take(sub, 1)
+        assert (event.data, event.id) == ("hello", event_id)
+
+
+def test_replay_beyond_the_process_log_pages_through_xrange(make_broker: MakeBroker) -> None:
+    """A resume point older than this process's log is replayed from Redis in pages."""
+    publisher = make_broker(history=2000, prefix="page:")
+    first = publisher.publish("p", 0)
+    for i in range(1, 700):
+        publisher.publish("p", i)
+    reader = make_broker(history=2000, max_pending=10, prefix="page:")
+    assert reader.local_history == 256
+    with reader.subscribe("p") as live:
+        live.read_frames(0)  # the process now follows "p" from its current end
+        with reader.subscribe("p", last_event_id=first) as sub:
+            assert datas(take(sub, 699)) == list(range(1, 700))
+            publisher.publish("p", 700)
+            assert datas(take(sub, 1)) == [700]
+
+
+def test_one_reader_connection_for_many_subscribers(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """200 subscriptions over 5 channels use one reader connection, not one per client."""
+    broker = make_broker()
+    client = _client(redis_server)
+    before = len(client.client_list())
+    subs = [broker.subscribe(f"ch{i % 5}") for i in range(200)]
+    for sub in subs:
+        sub.read_frames(0)
+    broker.publish("ch0", "x")
+    for sub in subs[::5]:
+        assert datas(take(sub, 1)) == ["x"]
+    connections = len(client.client_list()) - before
+    assert 1 <= connections <= 3  # the reader, plus the command pool's connection(s)
+    assert broker.stats()["subscribers"] == 200
+    for sub in subs:
+        sub.close()
+    assert broker.stats() == {**broker.stats(), "subscribers": 0, "channels": 0}
+
+
+def test_reader_survives_a_redis_restart(make_broker: MakeBroker, redis_server: Any) -> None:
+    """After Redis restarts, the reader reconnects and the subscription keeps going."""
+    broker = make_broker(block=0.5)
+    with broker.subscribe("r") as sub:
+        broker.publish("r", "before")
+        assert datas(take(sub, 1)) == ["before"]
+        redis_server.restart()
+        wait_until(lambda: broker.stats()["reconnects"] >= 1, timeout=10)
+        broker.publish("r", "after")
+        assert datas(take(sub, 1, timeout=15)) == ["after"]
+        assert not sub.overflowed
+
+
+def test_redis_down_at_first_read_ends_the_stream(
+    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If Redis is unreachable when a stream starts, the stream ends (the client retries)."""
+    broker = make_broker(timeout=1.0)
+    sub = broker.subscribe("down")  # Redis is up: this asks where "down" is
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="sse_sync"):
+        assert sub.read_frames(1) == b""
+    assert "ending the event stream" in caplog.text
+
+
+def test_publish_raises_when_redis_is_down(make_broker: MakeBroker, redis_server: Any) -> None:
+    """publish() raises redis-py's ConnectionError when Redis cannot be reached."""
+    import redis
+
+    broker = make_broker(timeout=1.0)
+    redis_server.stop()
+    with pytest.raises(redis.ConnectionError):
+        broker.publish("x", 1)
+
+
+def test_malformed_entries_are_skipped(
+    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry with bad fields, added by someone else, is logged and skipped."""
+    broker = make_broker(prefix="bad:")
+    with broker.subscribe("m") as sub:
+        sub.read_frames(0)
+        _client(redis_server).xadd("bad:m", {"retry": "soon"})
+        with caplog.at_level(logging.WARNING, logger="sse_sync"):
+            broker.publish("m", "good")
+            assert datas(take(sub, 1)) == ["good"]
+        assert "malformed stream entry" in caplog.text
+
+
+def test_other_language_publishers_can_xadd(make_broker: MakeBroker, redis_server: Any) -> None:
+    """A plain XADD with 'event' and 'data' (JSON text) fields is a valid event."""
+    broker = make_broker(prefix="xadd:")
+    with broker.subscribe("o") as sub:
+        sub.read_frames(0)
+        _client(redis_server).xadd("xadd:o", {"event": "hi", "data": '{"from": "go"}'})
+        [event] = take(sub, 1)
+        assert (event.event, event.data) == ("hi", {"from": "go"})
+
+
+def test_unknown_after_redis_lost_its_data(make_broker: MakeBroker, redis_server: Any) -> None:
+    """An id from a stream Redis no longer has is unknown: reset, then live."""
+    broker = make_broker()
+    event_id = broker.publish("gone", 1)
+    redis_server.restart()  # no persistence: the stream is gone
+    with broker.subscribe("gone", last_event_id=event_id) as sub:
+        assert take(sub, 1)[0].data["reason"] == "unknown"
+        broker.publish("gone", 2)
+        assert datas(take(sub, 1)) == [2]
+
+
+def test_many_subscribers_one_channel_all_get_everything(make_broker: MakeBroker) -> None:
+    """500 subscriptions read by 10 threads each get all 50 events, in order."""
+    broker = make_broker()
+    subs = [broker.subscribe("fan") for _ in range(500)]
+    for sub in subs:
+        sub.read_frames(0)
+    for i in range(50):
+        broker.publish("fan", i)
+    failures: list[BaseException] = []
+
+    def check(group: list[Any]) -> None:
+        try:
+            for sub in group:
+                assert datas(take(sub, 50)) == list(range(50))
+                assert quiet(sub, 0)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=check, args=(subs[i::10],)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures[:1]
+
+
+def test_missing_redis_package_names_the_extra() -> None:
+    """Without redis-py installed, RedisBroker says how to install it."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["redis"] = None
+        from sse_sync import RedisBroker
+        try:
+            RedisBroker()
+        except ImportError as exc:
+            assert str(exc) == (
+                "RedisBroker requires the 'redis' package: pip install 'sse_sync[redis]'"
+            ), exc
+            assert exc.__cause__ is not None
+        else:
+            raise AssertionError("no ImportError")
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
