@@ -31,13 +31,24 @@ Invariants, and why they hold:
 5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
    the server exposes the connection's socket, an idle stream polls it (at most every
    ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
+6. A stream ends by itself, with a last ``retry: <ms>`` frame (ms drawn from ``END_RETRY_MS``,
+   so the clients of one worker do not all reconnect at the same instant), when the gunicorn
+   worker serving it is told to stop (SIGTERM, SIGHUP through the master, max_requests), and
+   after its optional ``max_lifetime``. Nothing is installed for this: gunicorn's worker sets
+   ``alive = False`` in each case, and a stream under gunicorn wakes at least every
+   ``_DISCONNECT_POLL`` seconds to look, so a stopping worker is free within about a second
+   instead of holding every client until ``graceful_timeout``.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import queue
+import random
+import signal
+import socket as socket_module
 import sys
 import threading
 import time
@@ -50,7 +61,15 @@ from ._event import PING
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["EventStream", "FrameSource", "Producer", "RunnerKind", "gevent_active"]
+__all__ = [
+    "END_RETRY_MS",
+    "EventStream",
+    "FrameSource",
+    "Producer",
+    "RunnerKind",
+    "draining",
+    "gevent_active",
+]
 
 logger = logging.getLogger("sse_sync")
 
@@ -67,6 +86,15 @@ _END = object()
 PING_OVERRIDE: contextvars.ContextVar[tuple[float | None]] = contextvars.ContextVar(
     "sse_sync_ping_override"
 )
+
+#: The range of the ``retry:`` (ms) a stream sends last when its worker stops or its
+#: ``max_lifetime`` is over: reconnections spread over this window.
+END_RETRY_MS = (1000, 5000)
+#: ``max_lifetime`` is shortened by up to this fraction, at random, per stream.
+_LIFETIME_JITTER = 0.2
+
+# The gunicorn worker of this process, found from the first stream it serves (pid, worker).
+_gunicorn: tuple[int, Any] = (0, None)
 
 
 def gevent_active() -> bool:
@@ -285,6 +313,31 @@ class Producer:
             pass
 
 
+def _find_gunicorn_worker(environ: dict[str, Any]) -> None:
+    """Remember the gunicorn worker serving this process, to see when it is stopping.
+
+    gunicorn's ``Worker.init_signals()`` installs the worker's bound methods as its signal
+    handlers, so the SIGTERM handler leads to the worker; its ``alive`` turns ``False`` when it
+    is told to stop. Looked up once per process; nothing is installed or replaced.
+    """
+    global _gunicorn
+    pid = os.getpid()
+    if _gunicorn[0] == pid or "gunicorn" not in str(environ.get("SERVER_SOFTWARE", "")):
+        return
+    worker = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if worker is None or not hasattr(worker, "alive"):
+        worker = None
+    elif not any(cls.__module__.startswith("gunicorn.") for cls in type(worker).__mro__):
+        worker = None
+    _gunicorn = (pid, worker)
+
+
+def draining() -> bool:
+    """Whether this process's gunicorn worker is stopping (``False`` outside gunicorn)."""
+    pid, worker = _gunicorn
+    return worker is not None and not worker.alive and pid == os.getpid()
+
+
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     return sock if hasattr(sock, "fileno") else None
@@ -338,24 +391,40 @@ class EventStream:
     :param source: where frames come from.
     :param ping: seconds without a write after which a ``: ping`` comment is sent; ``None``
         sends none.
+    :param max_lifetime: seconds after which the stream ends with a ``retry:`` hint (each
+        stream picks a time between 80% and 100% of it, so streams started together do not
+        end together); ``None`` for no limit.
     """
 
-    def __init__(self, source: FrameSource, *, ping: float | None = 15.0) -> None:
+    def __init__(
+        self, source: FrameSource, *, ping: float | None = 15.0, max_lifetime: float | None = None
+    ) -> None:
         override = PING_OVERRIDE.get(None)
         if override is not None:
             ping = override[0]
         if ping is not None and (isinstance(ping, bool) or not ping > 0):
             msg = f"Expected ping to be seconds > 0 or None, got {ping!r}"
             raise ValueError(msg)
+        if max_lifetime is not None and (isinstance(max_lifetime, bool) or not max_lifetime > 0):
+            msg = f"Expected max_lifetime to be seconds > 0 or None, got {max_lifetime!r}"
+            raise ValueError(msg)
         self.source = source
         self.ping = ping
+        self.max_lifetime = max_lifetime
         self._socket: socket.socket | None = None
         self._closed = False
+        self._end_at: float | None = None
+        self._ending: str | None = None  # "drain" or "lifetime" once the last frame went out
 
     def bind(self, environ: dict[str, Any]) -> None:
         """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
         self._socket = _socket_of(environ)
         _warn_if_sync_worker(environ)
+        _find_gunicorn_worker(environ)
+        # A broker subscription can cut off a client that stopped reading: it needs the socket.
+        attach = getattr(self.source, "attach_socket", None)
+        if self._socket is not None and callable(attach):
+            attach(self._socket)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -363,16 +432,36 @@ class EventStream:
     def __next__(self) -> bytes:
         if self._closed:
             raise StopIteration
-        ping = self.ping
         sock = self._socket
-        deadline = None if ping is None else time.monotonic() + ping
+        if self._ending is not None:
+            self.close()
+            if self._ending == "drain" and sock is not None:
+                # The worker is stopping: after the last chunk, make gunicorn see the end of
+                # the connection at once instead of keeping it alive for another request.
+                try:
+                    getattr(sock, "_sock", sock).shutdown(socket_module.SHUT_RD)
+                except OSError:
+                    pass
+            raise StopIteration
+        ping = self.ping
+        now = time.monotonic()
+        if self.max_lifetime is not None and self._end_at is None:
+            self._end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
+        deadline = None if ping is None else now + ping
         while True:
+            if draining():
+                return self._last_frame("drain")
+            now = time.monotonic()
+            if self._end_at is not None and now >= self._end_at:
+                return self._last_frame("lifetime")
             if deadline is None:
                 wait = None if sock is None else _DISCONNECT_POLL
             else:
-                wait = deadline - time.monotonic()
+                wait = deadline - now
                 if sock is not None:
                     wait = min(wait, _DISCONNECT_POLL)
+            if self._end_at is not None:
+                wait = self._end_at - now if wait is None else min(wait, self._end_at - now)
             frames = self.source.read_frames(wait)
             if frames:
                 return frames
@@ -381,6 +470,11 @@ class EventStream:
                 raise StopIteration
             if deadline is not None and time.monotonic() >= deadline:
                 return PING
+
+    def _last_frame(self, reason: str) -> bytes:
+        """The ``retry:`` hint a stream ends with; the next ``next()`` ends the stream."""
+        self._ending = reason
+        return b"retry: %d\n\n" % random.randint(*END_RETRY_MS)
 
     @property
     def closed(self) -> bool:
