@@ -1,17 +1,27 @@
 """Server-Sent Events for Flask and Werkzeug on gevent and threads.
 
-Blocking generators are streamed off the request thread as spec-exact event streams.
+Blocking generators are streamed off the request thread as spec-exact event streams;
+brokers fan events out to many clients, across processes with Redis, with replay.
 """
 
+from ._broker import Broker, Subscription
 from ._event import ServerSentEvent
+from ._flask import SSE
+from ._memory import MemoryBroker
+from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import EventStreamResponse, sse_response
 from ._views import EventStreamView, event_stream_route, sse_view
 
 __all__ = [
+    "Broker",
     "EventStreamResponse",
     "EventStreamView",
+    "MemoryBroker",
+    "RedisBroker",
+    "SSE",
     "ServerSentEvent",
+    "Subscription",
     "event_stream_route",
     "last_event_id",
     "sse_response",

@@ -1,0 +1,289 @@
+"""The Flask extension: ``SSE(app)``, a broker from config, ``publish``, and a stream view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, has_app_context, request
+from werkzeug.wrappers import Response
+
+from ._broker import Broker, Subscription, check_channel
+from ._memory import MemoryBroker
+from ._redis import RedisBroker
+from ._request import last_event_id
+from ._response import sse_response
+
+__all__ = ["SSE", "broker_from_url"]
+
+#: Config keys and their defaults; ``init_app`` sets those the app does not.
+DEFAULTS: dict[str, Any] = {
+    "SSE_BROKER_URL": "memory://",
+    "SSE_HISTORY": 1000,
+    "SSE_MAX_PENDING": None,
+    "SSE_REDIS_PREFIX": "sse:",
+    "SSE_URL_PREFIX": "",
+    "SSE_REGISTER_BLUEPRINT": True,
+    "SSE_DEFAULT_CHANNEL": "sse",
+    "SSE_MAX_CHANNELS": 20,
+    "SSE_PING": 15.0,
+    "SSE_MAX_LIFETIME": None,
+    "SSE_CORS_ORIGINS": None,
+    "SSE_CORS_CREDENTIALS": False,
+}
+
+Authorize = Callable[[str], bool]
+
+
+def broker_from_url(url: str, *, history: int = 1000, **options: Any) -> Broker:
+    """Create the broker ``url`` names: ``memory://``, or ``redis://``, ``rediss://``, ``unix://``.
+
+    :param history: events kept per channel for replay.
+    :param options: ``max_pending`` for both; ``prefix`` and the rest of
+        :class:`~sse_sync.RedisBroker`'s options for Redis.
+    """
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme == "memory":
+        return MemoryBroker(history, max_pending=options.get("max_pending"))
+    if sep and scheme in ("redis", "rediss", "unix"):
+        return RedisBroker.from_url(url, history=history, **options)
+    msg = (
+        f"Expected SSE_BROKER_URL to start with 'memory://', 'redis://', 'rediss://' or "
+        f"'unix://', got {url!r}"
+    )
+    raise ValueError(msg)
+
+
+@dataclass
+class _State:
+    """What one app's extension holds (``app.extensions["sse_sync"]``)."""
+
+    broker: Broker
+    origins: tuple[str, ...] | None  # None: no CORS; ("*",): any origin
+
+
+def _origins(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    msg = (
+        f"Expected SSE_CORS_ORIGINS to be None, '*', an origin or a list of origins, got {value!r}"
+    )
+    raise TypeError(msg)
+
+
+class SSE:
+    """The Flask extension: a broker configured from the app, ``publish``, and a stream view.
+
+    .. code-block:: python
+
+        app = Flask(__name__)
+        app.config["SSE_BROKER_URL"] = "redis://localhost:6379/0"   # default "memory://"
+        sse = SSE(app)
+
+        @sse.authorize
+        def may_subscribe(channel: str) -> bool:
+            return channel == "news" or channel == f"user:{current_user.id}"
+
+        @app.post("/news")
+        def post_news():
+            sse.publish("news", request.json, event="news")
+            return "", 204
+
+        # Browsers connect to GET /stream?channel=news&channel=user:42
+
+    ``init_app`` reads these config keys (defaults in brackets):
+
+    - ``SSE_BROKER_URL`` [``"memory://"``]: ``memory://`` or a ``redis://`` URL.
+    - ``SSE_HISTORY`` [1000], ``SSE_MAX_PENDING`` [None], ``SSE_REDIS_PREFIX`` [``"sse:"``]:
+      the broker's ``history``, ``max_pending`` and (Redis) ``prefix``.
+    - ``SSE_URL_PREFIX`` [``""``]: where the blueprint goes; the view is ``<prefix>/stream``.
+    - ``SSE_REGISTER_BLUEPRINT`` [True]: ``False`` to register :attr:`blueprint` yourself.
+    - ``SSE_DEFAULT_CHANNEL`` [``"sse"``, as Flask-SSE]: the channel when the request names
+      none; ``None`` answers 400 instead.
+    - ``SSE_MAX_CHANNELS`` [20]: the most channels one stream may ask for.
+    - ``SSE_PING`` [15.0] and ``SSE_MAX_LIFETIME`` [None]: as for :func:`sse_response`.
+    - ``SSE_CORS_ORIGINS`` [None]: ``"*"`` or a list of origins allowed to open the stream
+      from another site; ``SSE_CORS_CREDENTIALS`` [False]: allow cookies
+      (``new EventSource(url, {withCredentials: true})``).
+
+    :param app: the app, or ``None`` to call :meth:`init_app` later (app factories).
+    :param broker: a broker to use instead of the one ``SSE_BROKER_URL`` names.
+    :param authorize: called with each channel a stream asks for, inside the request;
+        ``False`` answers 403. Also settable with the :meth:`authorize` decorator.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        broker: Broker | None = None,
+        authorize: Authorize | None = None,
+    ) -> None:
+        self.app = app
+        self._broker = broker
+        self._authorize = authorize
+        #: The blueprint with the stream view (endpoint ``"sse.stream"``); add your own
+        #: ``before_request`` hooks to it if you like.
+        self.blueprint = Blueprint("sse", __name__)
+        self.blueprint.add_url_rule(
+            "/stream",
+            "stream",
+            self._stream_view,
+            methods=["GET", "OPTIONS"],
+            provide_automatic_options=False,
+        )
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Configure ``app``: create its broker and register the stream blueprint."""
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        config = app.config
+        broker = self._broker
+        if broker is None:
+            options: dict[str, Any] = {"max_pending": config["SSE_MAX_PENDING"]}
+            if not str(config["SSE_BROKER_URL"]).startswith("memory:"):
+                options["prefix"] = config["SSE_REDIS_PREFIX"]
+            broker = broker_from_url(
+                config["SSE_BROKER_URL"], history=config["SSE_HISTORY"], **options
+            )
+        default = config["SSE_DEFAULT_CHANNEL"]
+        if default is not None:
+            check_channel(default)
+        app.extensions["sse_sync"] = _State(broker, _origins(config["SSE_CORS_ORIGINS"]))
+        if config["SSE_REGISTER_BLUEPRINT"]:
+            app.register_blueprint(self.blueprint, url_prefix=config["SSE_URL_PREFIX"] or None)
+
+    def _state(self) -> _State:
+        app = self.app
+        if app is None:
+            if not has_app_context():
+                msg = (
+                    "The SSE extension can only find its app when an app context is active, "
+                    "such as in a view function; push one with 'with app.app_context():', or "
+                    "pass the app to SSE(app)."
+                )
+                raise RuntimeError(msg)
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = app.extensions.get("sse_sync")
+        if state is None:
+            msg = f"Expected sse.init_app(app) to have been called for app {app.name!r}"
+            raise RuntimeError(msg)
+        assert isinstance(state, _State)
+        return state
+
+    @property
+    def broker(self) -> Broker:
+        """The broker of the app (``SSE(app)``'s, else the current app's)."""
+        return self._state().broker
+
+    def authorize(self, func: Authorize) -> Authorize:
+        """Decorator: set the function that decides, per channel, who may subscribe.
+
+        It is called inside the stream request (``request``, ``g``, the session and login
+        helpers work) with each channel asked for; ``False`` for any answers 403.
+        """
+        self._authorize = func
+        return func
+
+    def publish(
+        self,
+        channel: str,
+        data: Any = None,
+        *,
+        event: str | None = None,
+        raw_data: str | None = None,
+        retry: int | None = None,
+    ) -> str:
+        """Publish one event on ``channel`` through the app's broker; return its id.
+
+        See :meth:`MemoryBroker.publish <sse_sync.MemoryBroker.publish>`.
+        """
+        return self.broker.publish(channel, data, event=event, raw_data=raw_data, retry=retry)
+
+    def subscribe(
+        self, channel: str | Iterable[str], last_event_id: str | None = None
+    ) -> Subscription:
+        """Subscribe through the app's broker; see :class:`~sse_sync.Broker`."""
+        return self.broker.subscribe(channel, last_event_id)
+
+    # -- the view ------------------------------------------------------------------------
+
+    def _cors_headers(self, state: _State) -> list[tuple[str, str]]:
+        origin = request.headers.get("Origin")
+        if state.origins is None or origin is None:
+            return []
+        credentials = bool(current_app.config["SSE_CORS_CREDENTIALS"])
+        if "*" in state.origins:
+            # The wildcard cannot go with credentials (Fetch standard, "CORS check").
+            allow = origin if credentials else "*"
+        elif origin in state.origins:
+            allow = origin
+        else:
+            return []
+        headers = [("Access-Control-Allow-Origin", allow)]
+        if allow != "*":
+            headers.append(("Vary", "Origin"))
+        if credentials:
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+        return headers
+
+    def _error(self, status: int, message: str, headers: list[tuple[str, str]]) -> Response:
+        return Response(message + "\n", status=status, mimetype="text/plain", headers=headers)
+
+    def _stream_view(self) -> Response:
+        state = self._state()
+        config = current_app.config
+        cors = self._cors_headers(state)
+        if request.method == "OPTIONS":
+            preflight = [
+                *cors,
+                ("Access-Control-Allow-Methods", "GET"),
+                ("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control"),
+                ("Access-Control-Max-Age", "86400"),
+            ]
+            return Response(status=204, headers=preflight)
+        channels = list(
+            dict.fromkeys(
+                name
+                for value in request.args.getlist("channel")
+                for name in value.split(",")
+                if name
+            )
+        )
+        if not channels:
+            default = config["SSE_DEFAULT_CHANNEL"]
+            if default is None:
+                return self._error(
+                    400, "Expected at least one channel, such as ?channel=news", cors
+                )
+            channels = [default]
+        limit = int(config["SSE_MAX_CHANNELS"])
+        if len(channels) > limit:
+            return self._error(
+                400, f"Expected at most {limit} channels in one stream, got {len(channels)}", cors
+            )
+        for name in channels:
+            try:
+                check_channel(name)
+            except ValueError as exc:
+                return self._error(400, str(exc), cors)
+        if self._authorize is not None:
+            for name in channels:
+                if not self._authorize(name):
+                    return self._error(403, f"Not allowed to subscribe to channel {name!r}", cors)
+        subscription = state.broker.subscribe(
+            channels[0] if len(channels) == 1 else channels, last_event_id=last_event_id()
+        )
+        return sse_response(
+            subscription,
+            ping=config["SSE_PING"],
+            max_lifetime=config["SSE_MAX_LIFETIME"],
+            headers=cors,
+        )
