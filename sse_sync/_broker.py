@@ -289,7 +289,9 @@ class _Hub(Protocol):
         """Entries after ``cursor.key`` from the broker's store, or ``None`` if it has none."""
         ...
 
-    def _count_overflow(self) -> None: ...
+    def _count(self, counter: str, delta: int) -> None:
+        """Add ``delta`` to the ``stats()`` counter named ``counter``."""
+        ...
 
 
 class _Lost(Exception):
@@ -404,6 +406,7 @@ class Subscription:
             if self._closed:
                 return
             self._active = True
+        self._hub._count("subscribers", 1)
         try:
             for channel in sorted(self.channels):
                 cursor, reset = self._hub._attach(self, channel, positions[channel], valid)
@@ -578,7 +581,7 @@ class Subscription:
                 return
             self._overflowed = True
             stuck = self._active and not self._waiting
-        self._hub._count_overflow()
+        self._hub._count("overflows", 1)
         logger.debug(
             "A subscriber of %s fell more than %d events behind; ending its stream (it "
             "reconnects and replays from its Last-Event-ID)",
@@ -606,8 +609,11 @@ class Subscription:
                 return
             self._closed = True
             cursors = list(self._cursors)  # kept: `cursor` still answers after close
+            counted = self._active
         for cursor in cursors:
             self._hub._detach(cursor)
+        if counted:
+            self._hub._count("subscribers", -1)
         wake = self._wake
         if wake is not None:
             wake.set()

@@ -172,7 +172,6 @@ class MemoryBroker:
                         cursor.key, cursor.id = key, position
                 if not closed:
                     log.add(cursor)
-                    self._subscribers += 1
         if closed:
             sub.close()
         return cursor, reset
@@ -182,7 +181,6 @@ class MemoryBroker:
             with cursor.log.lock:
                 if cursor in cursor.log.cursors:
                     cursor.log.remove(cursor)
-                    self._subscribers -= 1
 
     def _head(self, channel: str) -> str | None:
         self._check_process()
@@ -194,9 +192,12 @@ class MemoryBroker:
     def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
         return None  # the log is all the history there is
 
-    def _count_overflow(self) -> None:
+    def _count(self, counter: str, delta: int) -> None:
         with self._lock:
-            self._overflows += 1
+            if counter == "overflows":
+                self._overflows += delta
+            else:
+                self._subscribers += delta
 
     def stats(self) -> dict[str, int]:
         """Counters of this process: ``channels``, ``subscribers``, ``published``, ``overflows``.

@@ -436,11 +436,8 @@ class RedisBroker:
                 else:
                     cursor.pos = -1  # catch up from Redis first
                     cursor.key, cursor.id = key, position
-            proc = self._proc()
-            with proc.lock:
-                proc.subscribers += 1
-                with log.lock:
-                    log.add(cursor)
+            with log.lock:
+                log.add(cursor)
             return cursor, reset
         except BaseException:
             self._release(log)
@@ -448,14 +445,10 @@ class RedisBroker:
 
     def _detach(self, cursor: _Cursor) -> None:
         log = cursor.log
-        proc = self._proc()
-        with proc.lock:
-            with log.lock:
-                present = cursor in log.cursors
-                if present:
-                    log.remove(cursor)
+        with log.lock:
+            present = cursor in log.cursors
             if present:
-                proc.subscribers -= 1
+                log.remove(cursor)
         if present:
             self._release(log)
 
@@ -478,9 +471,14 @@ class RedisBroker:
                     cursor.key, cursor.id = log.floor, log.floor_id
         return entries
 
-    def _count_overflow(self) -> None:
-        with self._setup_lock:
-            self._overflows += 1
+    def _count(self, counter: str, delta: int) -> None:
+        if counter == "overflows":
+            with self._setup_lock:
+                self._overflows += delta
+        else:
+            proc = self._proc()
+            with proc.lock:
+                proc.subscribers += delta
 
     # -- the reader ----------------------------------------------------------------------
 

@@ -311,6 +311,14 @@ class BrokerContract:
         assert broker.stats()["subscribers"] == 0
         assert list(sub) == []
 
+    def test_a_subscription_to_several_channels_counts_once(self, make_broker: MakeBroker) -> None:
+        """stats() counts subscriptions, not channels: one stream of three channels is one."""
+        broker = make_broker()
+        with broker.subscribe(["a", "b", "c"]) as sub:
+            sub.read_frames(0)
+            assert broker.stats()["subscribers"] == 1
+        assert broker.stats()["subscribers"] == 0
+
     def test_unread_subscription_registers_nothing(self, make_broker: MakeBroker) -> None:
         """A subscription that is never read costs nothing: it is not registered."""
         broker = make_broker()
