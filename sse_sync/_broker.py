@@ -486,8 +486,11 @@ class Subscription:
             try:
                 items = self._collect()
             except _Lost:
-                self._overflow()
+                self._overflow(reading=True)
                 items = []
+            except BaseException:
+                self.close()  # positions may have moved past events not delivered: end here
+                raise
             if self._overflowed or self._closed:
                 self.close()
                 return []
@@ -574,13 +577,16 @@ class Subscription:
         """
         self._socket = sock
 
-    def _overflow(self) -> None:
-        """End the subscription: it fell more than ``max_pending`` events behind."""
+    def _overflow(self, *, reading: bool = False) -> None:
+        """End the subscription: it fell more than ``max_pending`` events behind.
+
+        :param reading: called by the subscription's own reader, which is not stuck anywhere.
+        """
         with self._lock:
             if self._overflowed or self._closed:
                 return
             self._overflowed = True
-            stuck = self._active and not self._waiting
+            stuck = self._active and not self._waiting and not reading
         self._hub._count("overflows", 1)
         logger.debug(
             "A subscriber of %s fell more than %d events behind; ending its stream (it "

@@ -298,7 +298,8 @@ class RedisBroker:
             maxlen=self.history,
             approximate=True,
         )
-        self._published += 1
+        with self._setup_lock:
+            self._published += 1
         return _text(stream_id)
 
     # -- subscribing ---------------------------------------------------------------------
