@@ -2,11 +2,11 @@
 
 Run it with ``python3 dev.py demo`` (gunicorn, one gevent worker) and open http://127.0.0.1:8000.
 
-A background publisher writes market prices, server metrics and log lines into an in-memory
-history every ``SSE_SYNC_DEMO_INTERVAL`` seconds (default 1). Each browser tab streams them
-from ``/stream`` with plain blocking code; a reconnecting browser sends ``Last-Event-ID`` and
-gets exactly the events it missed. "Drop connection" asks the server to end that tab's
-stream, so you can watch the browser reconnect and resume with no gap.
+A background publisher puts market prices, server metrics and log lines on a ``MemoryBroker``
+channel every ``SSE_SYNC_DEMO_INTERVAL`` seconds (default 1). Each browser tab streams the
+channel from ``/stream``; a reconnecting browser sends ``Last-Event-ID`` and gets exactly the
+events it missed from the broker's history. "Drop connection" asks the server to end that
+tab's stream, so you can watch the browser reconnect and resume with no gap.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import os
 import random
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+import weakref
 from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, abort, request
 from pydantic import BaseModel
 
-from sse_sync import ServerSentEvent, last_event_id, sse_response
+from sse_sync import MemoryBroker, ServerSentEvent, Subscription, last_event_id, sse_response
 
 INTERVAL = float(os.environ.get("SSE_SYNC_DEMO_INTERVAL", "1.0"))
 HISTORY = 1000
@@ -47,36 +46,10 @@ class Metrics(BaseModel):
     at: datetime
 
 
-class Feed:
-    """A tiny in-process broker: a bounded history plus a condition to wait on."""
-
-    def __init__(self, history: int) -> None:
-        self._events: deque[ServerSentEvent] = deque(maxlen=history)
-        self._next_id = 1
-        self._changed = threading.Condition()
-
-    def publish(self, data: Any = None, *, event: str, raw_data: str | None = None) -> None:
-        with self._changed:
-            self._events.append(
-                ServerSentEvent(data=data, raw_data=raw_data, event=event, id=str(self._next_id))
-            )
-            self._next_id += 1
-            self._changed.notify_all()
-
-    def after(self, last_id: int, timeout: float) -> list[ServerSentEvent]:
-        """Events with an id above ``last_id``; waits up to ``timeout`` seconds for one."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._next_id - 1 > last_id, timeout)
-            return [e for e in self._events if int(e.id or 0) > last_id]
-
-    @property
-    def last_id(self) -> int:
-        with self._changed:
-            return self._next_id - 1
-
-
-feed = Feed(HISTORY)
-_drop_requests: set[str] = set()
+broker = MemoryBroker(history=HISTORY)
+CHANNEL = "dashboard"
+# The open stream of each browser tab, so that "Drop connection" can end it.
+_streams: weakref.WeakValueDictionary[str, Subscription] = weakref.WeakValueDictionary()
 _publisher_started = threading.Lock()
 
 
@@ -92,8 +65,9 @@ def _publish_forever() -> None:
             price = Price(symbol=symbol, price=round(value, 2), change=0.0, at=now)
             price.change = round(price.price - previous[symbol], 2)
             previous[symbol] = price.price
-            feed.publish(price, event="price")
-        feed.publish(
+            broker.publish(CHANNEL, price, event="price")
+        broker.publish(
+            CHANNEL,
             Metrics(
                 cpu=round(35 + 25 * math.sin(tick / 5) + rng.uniform(-5, 5), 1),
                 memory=round(61 + 8 * math.sin(tick / 17), 1),
@@ -111,7 +85,7 @@ def _publish_forever() -> None:
                 "    SELECT * FROM orders\n"
                 "    WHERE status = 'open'"
             )
-        feed.publish(raw_data=line, event="log")
+        broker.publish(CHANNEL, raw_data=line, event="log")
         time.sleep(INTERVAL)
 
 
@@ -129,31 +103,22 @@ def index() -> Any:
 
 @app.get("/stream")
 def stream() -> Any:
-    """The dashboard's stream: resumes after ``Last-Event-ID``, else starts with recent events."""
+    """The dashboard's stream: what came after ``Last-Event-ID``, then live events."""
     _start_publisher()
-    client = request.args.get("client", "")
-    resume = last_event_id()
-    start = int(resume) if resume and resume.isdigit() else max(0, feed.last_id - 20)
-
-    def events() -> Iterator[ServerSentEvent]:
-        yield ServerSentEvent(comment=f"resuming after {start}", retry=1000)
-        cursor = start
-        while client not in _drop_requests:
-            for event in feed.after(cursor, timeout=1.0):
-                yield event
-                cursor = int(event.id or cursor)
-        _drop_requests.discard(client)  # the stream ends; the browser reconnects by itself
-
-    return sse_response(events(), ping=15.0)
+    subscription = broker.subscribe(CHANNEL, last_event_id=last_event_id())
+    _streams[request.args.get("client", "")] = subscription
+    return sse_response(subscription, ping=15.0)
 
 
 @app.post("/drop")
 def drop() -> Any:
-    """End one tab's stream (the browser then reconnects with Last-Event-ID)."""
+    """End one tab's stream: the browser then reconnects with ``Last-Event-ID`` by itself."""
     client = request.args.get("client", "")
     if not client:
         abort(400, "client is required")
-    _drop_requests.add(client)
+    subscription = _streams.pop(client, None)
+    if subscription is not None:
+        subscription.close()
     return "", 204
 
 

@@ -16,7 +16,7 @@ function setStatus(kind, text) {
 
 function track(event) {
   state.received += 1;
-  const id = Number(event.lastEventId);
+  const id = Number(event.lastEventId.split(":").pop()); // MemoryBroker ids: "<epoch>:<seq>"
   if (state.lastId !== null) {
     if (id <= state.lastId) state.repeats += 1;
     else if (id > state.lastId + 1) state.gaps += id - state.lastId - 1;

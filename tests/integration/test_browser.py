@@ -119,7 +119,7 @@ def test_dropped_connection_resumes_without_gap(page: Any) -> None:
     page.click("#drop")
     page.wait_for_function(f"window.sseLog.opens > {opens}")
     page.wait_for_function(f"window.sseLog.events.length > {before + 10}")
-    ids = [int(e["id"]) for e in page.evaluate("window.sseLog.events")]
+    ids = [int(e["id"].split(":")[1]) for e in page.evaluate("window.sseLog.events")]
     assert ids == list(range(ids[0], ids[0] + len(ids)))
     assert page.text_content("#gaps") == "0"
     assert page.text_content("#repeats") == "0"
