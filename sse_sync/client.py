@@ -184,6 +184,7 @@ class EventSource:
         self._retry = retry
         self._server_retry: int | None = None
         self._max_retries = max_retries
+        self._announced = False  # whether the current connection was announced (200, SSE)
         self._max_backoff = max_backoff
         # None: the client's own (ours is built with the right default timeout).
         self._auth = auth
@@ -304,8 +305,10 @@ class EventSource:
             lib.RemoteProtocolError,
             lib.ProxyError,
         )
-        attempt = 0  # reconnections since the last event
+        attempt = 0  # reconnections since the last event (bounded by max_retries)
+        failures = 0  # connections in a row that failed before being announced (backoff)
         while True:
+            self._announced = False
             error: Exception | None = None
             try:
                 for event in self._connect():
@@ -330,7 +333,10 @@ class EventSource:
                 )
                 raise EventSourceError(msg) from error
             attempt += 1
-            if self._closed.wait(self._delay(attempt)):
+            # A stream that was announced (200, text/event-stream) and then ended is healthy:
+            # reconnect after the server's retry, as browsers do; back off only on failures.
+            failures = 0 if self._announced else failures + 1
+            if self._closed.wait(self._delay(max(failures, 1))):
                 return
 
     def _connect(self) -> Iterator[MessageEvent]:
@@ -355,6 +361,7 @@ class EventSource:
             self._response = response
         try:
             self._check(response)
+            self._announced = True  # the spec's "announce the connection"
             parser = EventParser(last_event_id=self._last_event_id, retry=self._server_retry)
             for chunk in response.iter_bytes():
                 events = parser.feed(chunk)

@@ -483,3 +483,44 @@ def test_works_under_gevent_and_closes_from_another_greenlet(server: Server) -> 
     assert result["got"] == ['"g"']
     assert result["dead"] is True
     assert result["took"] < DEADLINE
+
+
+def test_healthy_quiet_streams_do_not_back_off() -> None:
+    """A stream that was announced and then ended is reconnected after retry, without backoff."""
+    import httpx
+
+    connections: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        connections.append(request.headers.get("Last-Event-ID"))
+        if len(connections) <= 5:
+            body = b"id: 7\nretry: 1\n: ping\n\n"  # announced, no event, then the end
+            return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=body)
+        return httpx.Response(204)
+
+    waits: list[int] = []
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    with EventSource("http://test/stream", client=client) as source:
+        real_delay = source._delay
+        source._delay = lambda failures: waits.append(failures) or real_delay(failures)  # type: ignore[method-assign]
+        assert list(source) == []
+    client.close()
+    assert waits == [1] * 5  # always the server's retry: never a growing backoff
+    assert connections == [None, "7", "7", "7", "7", "7"]
+
+
+def test_failed_connections_back_off() -> None:
+    """Connections that fail before being announced count up the backoff."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    waits: list[int] = []
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    with EventSource("http://test/stream", client=client, retry=1, max_retries=4) as source:
+        source._delay = lambda failures: waits.append(failures) or 0.0  # type: ignore[method-assign]
+        with pytest.raises(EventSourceError, match="after 4 failed"):
+            list(source)
+    client.close()
+    assert waits == [1, 2, 3, 4]
