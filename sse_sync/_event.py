@@ -12,21 +12,21 @@ from typing import Any
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, StrictStr, model_validator
 
-__all__ = ["PING", "ServerSentEvent", "encode_data", "encode_item", "split_lines"]
+__all__ = ["LINE_BREAK", "PING", "ServerSentEvent", "encode_data", "encode_item", "split_lines"]
 
 #: The keep-alive frame: a comment, so it never dispatches an event and never carries an id.
 PING = b": ping\n\n"
 
 # The spec's line terminators are CRLF, lone CR and lone LF, and nothing else: str.splitlines()
 # would also split on U+2028, U+0085, form feed... and corrupt the text a browser gets back.
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def split_lines(text: str) -> list[str]:
     """Split ``text`` on CRLF, CR and LF only, keeping empty pieces (also a trailing one)."""
     if "\n" not in text and "\r" not in text:
         return [text]
-    return _LINE_BREAK.split(text)
+    return LINE_BREAK.split(text)
 
 
 def encode_data(value: Any) -> bytes:
