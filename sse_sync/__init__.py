@@ -11,12 +11,14 @@ from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import EventStreamResponse, sse_response
+from ._runner import FrameSource
 from ._views import EventStreamView, event_stream_route, sse_view
 
 __all__ = [
     "Broker",
     "EventStreamResponse",
     "EventStreamView",
+    "FrameSource",
     "MemoryBroker",
     "RedisBroker",
     "SSE",

@@ -125,6 +125,19 @@ class EventStreamResponse(Response):
             all_headers.update(extra)
         frames: FrameSource
         if callable(getattr(source, "read_frames", None)):
+            producer_options = (
+                ("queue_size", queue_size, 64),
+                ("runner", runner, "auto"),
+                ("close_timeout", close_timeout, 1.0),
+                ("encode", encode, encode_item),
+            )
+            ignored = [name for name, value, default in producer_options if value != default]
+            if ignored:
+                msg = (
+                    f"{', '.join(ignored)} only apply to iterable sources, which run on a "
+                    f"producer; got a {type(source).__name__}, which is read directly"
+                )
+                raise TypeError(msg)
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
             frames = Producer(

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from werkzeug.wrappers import Response
 
 from ._event import ServerSentEvent
-from ._response import sse_response
+from ._response import HeadersLike, sse_response
 from ._runner import RunnerKind
 
 __all__ = ["EventStreamView", "event_stream_route", "sse_view"]
@@ -29,15 +29,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 def sse_view(func: Callable[P, Any], /) -> Callable[P, Response]: ...
 @overload
 def sse_view(
-    *, ping: float | None = ..., queue_size: int = ..., runner: RunnerKind = ...
+    *,
+    ping: float | None = ...,
+    headers: HeadersLike | None = ...,
+    queue_size: int = ...,
+    runner: RunnerKind = ...,
+    close_timeout: float = ...,
+    max_lifetime: float | None = ...,
 ) -> Callable[[Callable[P, Any]], Callable[P, Response]]: ...
 def sse_view(
     func: Callable[P, Any] | None = None,
     /,
     *,
     ping: float | None = 15.0,
+    headers: HeadersLike | None = None,
     queue_size: int = 64,
     runner: RunnerKind = "auto",
+    close_timeout: float = 1.0,
+    max_lifetime: float | None = None,
 ) -> Callable[P, Response] | Callable[[Callable[P, Any]], Callable[P, Response]]:
     """Turn a view that returns (or is) a generator into an event stream view.
 
@@ -60,7 +69,15 @@ def sse_view(
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
-            return sse_response(result, ping=ping, queue_size=queue_size, runner=runner)
+            return sse_response(
+                result,
+                ping=ping,
+                headers=headers,
+                queue_size=queue_size,
+                runner=runner,
+                close_timeout=close_timeout,
+                max_lifetime=max_lifetime,
+            )
 
         return wrapper
 
@@ -119,10 +136,13 @@ class EventStreamView(View):
     methods: ClassVar[list[str] | None] = ["GET"]
     #: pydantic model (or type) each event's data must match; ``None`` validates nothing.
     schema: ClassVar[Any] = None
-    #: See :func:`sse_response`.
+    #: Passed to :func:`sse_response`; see there.
     ping: ClassVar[float | None] = 15.0
+    headers: ClassVar[HeadersLike | None] = None
     queue_size: ClassVar[int] = 64
     runner: ClassVar[RunnerKind] = "auto"
+    close_timeout: ClassVar[float] = 1.0
+    max_lifetime: ClassVar[float | None] = None
 
     _adapters: ClassVar[dict[type, TypeAdapter[Any]]] = {}
 
@@ -140,7 +160,15 @@ class EventStreamView(View):
             return source
         if type(self).schema is not None:
             source = self._validated(source)
-        return sse_response(source, ping=self.ping, queue_size=self.queue_size, runner=self.runner)
+        return sse_response(
+            source,
+            ping=self.ping,
+            headers=self.headers,
+            queue_size=self.queue_size,
+            runner=self.runner,
+            close_timeout=self.close_timeout,
+            max_lifetime=self.max_lifetime,
+        )
 
     @classmethod
     def _adapter(cls) -> TypeAdapter[Any]:

@@ -250,3 +250,39 @@ def test_event_stream_route_needs_a_slash() -> None:
     """A route suffix must start with '/'."""
     with pytest.raises(ValueError, match="starting with '/'"):
         event_stream_route("history")
+
+
+def test_producer_options_are_rejected_for_a_subscription() -> None:
+    """Options that only a producer uses are a TypeError with a source read directly."""
+    from sse_sync import MemoryBroker
+
+    subscription = MemoryBroker().subscribe("news")
+    sse_response(subscription, ping=5, max_lifetime=60)  # these apply to every stream
+    with pytest.raises(TypeError, match="queue_size, runner only apply to iterable sources"):
+        sse_response(subscription, queue_size=8, runner="thread")
+
+
+def test_view_helpers_pass_stream_options() -> None:
+    """@sse_view and EventStreamView pass headers (and the other stream options) through."""
+    app = Flask(__name__)
+
+    @app.get("/decorated")
+    @sse_view(ping=None, headers={"X-Stream": "d"}, max_lifetime=30, close_timeout=2)
+    def decorated() -> Iterator[int]:
+        yield 1
+
+    class Stream(EventStreamView):
+        ping = None
+        headers = {"X-Stream": "c"}
+        max_lifetime = 30.0
+
+        def events(self) -> Iterator[int]:
+            yield 2
+
+    Stream.register(app, "/class")
+    client = app.test_client()
+    for path, tag, data in (("/decorated", "d", b"data: 1\n\n"), ("/class", "c", b"data: 2\n\n")):
+        response = client.get(path, buffered=False)
+        assert response.headers["X-Stream"] == tag
+        assert body(response) == data
+        response.close()
