@@ -286,3 +286,32 @@ def test_view_helpers_pass_stream_options() -> None:
         assert response.headers["X-Stream"] == tag
         assert body(response) == data
         response.close()
+
+
+def test_teardown_runs_for_the_view_and_once_more_for_the_stream() -> None:
+    """Teardown runs when the view returns and again, on the producer, when the stream ends."""
+    app = Flask(__name__)
+    calls: list[tuple[str, str | None]] = []
+
+    @app.teardown_appcontext
+    def close_db(exc: BaseException | None) -> None:
+        calls.append((threading.current_thread().name, g.pop("db", None)))
+
+    @app.get("/db")
+    def with_db() -> Any:
+        g.db = "view's connection"
+
+        def gen() -> Iterator[Any]:
+            if "db" not in g:  # the get_db() pattern: the view's was closed at its teardown
+                g.db = "stream's connection"
+            yield g.db
+
+        return sse_response(gen(), ping=None)
+
+    response = app.test_client().get("/db", buffered=False)
+    assert body(response) == b'data: "stream\'s connection"\n\n'
+    response.close()
+    assert calls == [
+        ("MainThread", "view's connection"),
+        ("sse_sync-producer", "stream's connection"),
+    ]
