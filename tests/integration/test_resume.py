@@ -109,12 +109,13 @@ def test_redis_restart_mid_stream_loses_nothing(
 
 
 @pytest.mark.redis
+@pytest.mark.gevent
 def test_expired_id_gets_the_reset_event(
     live_server: Callable[..., LiveServer], redis_server: Any
 ) -> None:
     """A Last-Event-ID older than the stream's history gets an id-less reset event, then live."""
     env = {"SSE_BROKER_URL": redis_server.url, "SSE_HISTORY": "10"}
-    server = live_server("gthread", BROKER_APP, env=env)
+    server = live_server("gevent", BROKER_APP, workers=3, env=env)
     old = publish(server, "short", [0])["ids"][0]
     publish(server, "short", list(range(1, 400)))  # MAXLEN ~ 10 trims the start away
     with Fleet(server.port, "/stream?channel=short", headers={"Last-Event-ID": old}) as fleet:
