@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import os
 import queue
 import random
+import select
 import signal
 import socket as socket_module
 import sys
@@ -95,6 +97,15 @@ _LIFETIME_JITTER = 0.2
 
 # The gunicorn worker of this process, found from the first stream it serves (pid, worker).
 _gunicorn: tuple[int, Any] = (0, None)
+
+
+def check_seconds(value: object, name: str) -> None:
+    """Reject anything but ``None`` or a finite number of seconds > 0, naming ``name``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        msg = f"Expected {name} to be finite seconds > 0 or None, got {value!r}"
+        raise ValueError(msg)
 
 
 def gevent_active() -> bool:
@@ -263,9 +274,13 @@ class Producer:
         self.start()
         q = self._queue
         try:
-            first = q.get(timeout=None if timeout is None else max(timeout, 0.0))
+            # Frames already waiting need no timed wait (under gevent, a timer and a Timeout).
+            first = q.get_nowait()
         except queue.Empty:  # gevent.queue re-exports the stdlib's Empty
-            return None
+            try:
+                first = q.get(timeout=None if timeout is None else max(timeout, 0.0))
+            except queue.Empty:
+                return None
         if first is _END:
             self._ended = True
             return b""
@@ -293,6 +308,7 @@ class Producer:
             return
         if self._gevent and not self._native_thread:
             worker.kill(block=True, timeout=self._close_timeout)
+            self._wake_reader()
             return
         # Keep the queue drained so a producer blocked on put() wakes, sees _closed and stops.
         deadline = time.monotonic() + self._close_timeout
@@ -306,7 +322,14 @@ class Producer:
             if not self.running or remaining <= 0:
                 break
             worker.join(min(remaining, 0.05))
-        # Wake a reader still waiting in read_frames() on another thread (a test client's).
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        """Wake a reader still waiting in read_frames() elsewhere (another thread or greenlet)."""
+        try:
+            self._queue.get_nowait()  # make room: the producer is gone or stopping
+        except queue.Empty:
+            pass
         try:
             self._queue.put_nowait(_END)
         except queue.Full:
@@ -340,26 +363,42 @@ def draining() -> bool:
 
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-    return sock if hasattr(sock, "fileno") else None
+    return sock if _CAN_POLL and hasattr(sock, "fileno") else None
+
+
+_PEEK = socket_module.MSG_PEEK | getattr(socket_module, "MSG_DONTWAIT", 0)
+#: Idle streams look at their socket only where a non-blocking look exists (not on Windows).
+_CAN_POLL = hasattr(select, "poll") and hasattr(socket_module, "MSG_DONTWAIT")
+_poll_cls: Any = None
+
+
+def raw_socket(sock: socket.socket) -> socket.socket:
+    """The OS-level socket under gevent's cooperative wrapper (or ``sock`` itself)."""
+    return getattr(sock, "_sock", sock)
+
+
+def _readable(raw: socket.socket) -> bool:
+    """Whether ``raw`` has something to read (data or the peer's FIN), with a zero-timeout poll."""
+    global _poll_cls
+    if _poll_cls is None:  # resolved once: looking it up cost more than the poll itself
+        _poll_cls = select.poll
+        if gevent_active():
+            from gevent import monkey
+
+            _poll_cls = monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
+    poller = _poll_cls()
+    poller.register(raw.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _peer_closed(sock: socket.socket) -> bool:
     """Whether the peer closed ``sock`` (readable, nothing to read), without blocking."""
-    import select
-    import socket as socket_module
-
-    poll_cls = select.poll
-    if gevent_active():
-        from gevent import monkey
-
-        poll_cls = monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
     try:
-        raw = getattr(sock, "_sock", sock)  # gevent wraps the real socket
-        poller = poll_cls()
-        poller.register(raw.fileno(), select.POLLIN)
-        if not poller.poll(0):
+        raw = raw_socket(sock)
+        # Poll before recv: a BlockingIOError from recv(MSG_DONTWAIT) costs twice a poll.
+        if not _readable(raw):
             return False
-        return raw.recv(1, socket_module.MSG_PEEK | socket_module.MSG_DONTWAIT) == b""
+        return raw.recv(1, _PEEK) == b""
     except BlockingIOError:
         return False
     except (OSError, ValueError):
@@ -402,12 +441,8 @@ class EventStream:
         override = PING_OVERRIDE.get(None)
         if override is not None:
             ping = override[0]
-        if ping is not None and (isinstance(ping, bool) or not ping > 0):
-            msg = f"Expected ping to be seconds > 0 or None, got {ping!r}"
-            raise ValueError(msg)
-        if max_lifetime is not None and (isinstance(max_lifetime, bool) or not max_lifetime > 0):
-            msg = f"Expected max_lifetime to be seconds > 0 or None, got {max_lifetime!r}"
-            raise ValueError(msg)
+        check_seconds(ping, "ping")
+        check_seconds(max_lifetime, "max_lifetime")
         self.source = source
         self.ping = ping
         self.max_lifetime = max_lifetime
@@ -439,7 +474,7 @@ class EventStream:
                 # The worker is stopping: after the last chunk, make gunicorn see the end of
                 # the connection at once instead of keeping it alive for another request.
                 try:
-                    getattr(sock, "_sock", sock).shutdown(socket_module.SHUT_RD)
+                    raw_socket(sock).shutdown(socket_module.SHUT_RD)
                 except OSError:
                     pass
             raise StopIteration

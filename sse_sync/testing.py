@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._parse import EventParser, MessageEvent
-from ._runner import PING_OVERRIDE, EventStream
+from ._runner import PING_OVERRIDE, EventStream, check_seconds
 
 __all__ = ["MessageEvent", "assert_cleaned_up", "override_ping", "read_events"]
 
@@ -135,9 +135,7 @@ def override_ping(seconds: float | None) -> Iterator[None]:
     It wins over the ``ping=`` a view passes to :func:`sse_response`, so a test can see pings
     (or silence) quickly. Scoped to the current context: other threads are not affected.
     """
-    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
-        msg = f"Expected ping seconds > 0 or None, got {seconds!r}"
-        raise ValueError(msg)
+    check_seconds(seconds, "ping")
     token = PING_OVERRIDE.set((seconds,))
     try:
         yield

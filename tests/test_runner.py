@@ -192,8 +192,52 @@ def test_producer_rejects_bad_arguments(kwargs: dict[str, Any], error: type[Exce
         producer([], **kwargs)
 
 
-@pytest.mark.parametrize("ping", [0, -1, True])
-def test_stream_rejects_bad_ping(ping: Any) -> None:
-    """ping must be positive seconds or None."""
-    with pytest.raises(ValueError, match="ping"):
-        EventStream(producer([]), ping=ping)
+@pytest.mark.parametrize("seconds", [0, -1, True, float("inf"), float("nan"), "5"])
+@pytest.mark.parametrize("name", ["ping", "max_lifetime"])
+def test_stream_rejects_bad_durations(name: str, seconds: Any) -> None:
+    """ping and max_lifetime must be finite positive seconds or None."""
+    with pytest.raises(ValueError, match=f"Expected {name} to be finite seconds > 0 or None"):
+        EventStream(producer([]), **{name: seconds})
+
+
+GEVENT_CLOSE_FROM_ANOTHER_GREENLET = """
+from gevent import monkey; monkey.patch_all()
+import gevent, time
+from sse_sync._event import encode_item
+from sse_sync._runner import EventStream, Producer
+
+finished = []
+def gen():
+    try:
+        yield 1
+        time.sleep(60)
+    finally:
+        finished.append("source")
+
+stream = EventStream(Producer(gen(), encode_item), ping=None)
+got = []
+reader = gevent.spawn(lambda: got.extend(stream))
+deadline = time.monotonic() + 5
+while not got and time.monotonic() < deadline:  # wait for the first frame
+    gevent.sleep(0.001)
+stream.close()
+reader.join(timeout=5)
+assert reader.ready() and got == [b"data: 1\\n\\n"], got
+assert finished == ["source"]
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_close_from_another_greenlet_wakes_the_reader() -> None:
+    """Under gevent, close() from one greenlet ends a read blocked on another at once."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_CLOSE_FROM_ANOTHER_GREENLET],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "ok", result.stderr
