@@ -210,8 +210,14 @@ class _Log:
         """The index of the first entry whose key is above ``key`` (call with the lock held)."""
         return self.base + bisect.bisect_right(self.entries, key, key=_entry_key)
 
-    def extend(self, entries: Iterable[_Entry]) -> tuple[tuple[_Cursor, ...], int]:
-        """Append entries above the head (others are dropped); return the cursors to notify."""
+    def extend(
+        self, entries: Iterable[_Entry], read_to: tuple[Key, str] | None = None
+    ) -> tuple[tuple[_Cursor, ...], int]:
+        """Append entries above the head (others are dropped); return the cursors to notify.
+
+        :param read_to: the key and id read up to, if past the last entry (entries after it
+            were skipped as malformed): the head moves there, so they are not read again.
+        """
         with self.lock:
             added = False
             for entry in entries:
@@ -220,6 +226,8 @@ class _Log:
                     self.head = entry.key
                     self.head_id = entry.id
                     added = True
+            if read_to is not None and read_to[0] > self.head:
+                self.head, self.head_id = read_to
             excess = len(self.entries) - self.size
             if excess > self.slack:
                 last = self.entries[excess - 1]
@@ -238,18 +246,22 @@ class _Log:
 def notify(cursors: tuple[_Cursor, ...], count: int) -> None:
     """Wake the subscriptions behind ``cursors``; end those more than ``max_pending`` behind.
 
-    O(1) per subscriber, no encoding: a flag check and an event ``set()``.
+    O(1) per subscriber, no encoding: a flag check and an event ``set()``. A subscription
+    that fails to be woken is logged and skipped: the others still get the event.
     """
     for cursor in cursors:
-        sub = cursor.sub
-        pos = cursor.pos
-        behind = count - (pos if pos > cursor.start else cursor.start)
-        if behind > sub.max_pending:
-            sub._overflow()
-        else:
-            wake = sub._wake
-            if wake is not None:
-                wake.set()
+        try:
+            sub = cursor.sub
+            pos = cursor.pos
+            behind = count - (pos if pos > cursor.start else cursor.start)
+            if behind > sub.max_pending:
+                sub._overflow()
+            else:
+                wake = sub._wake
+                if wake is not None:
+                    wake.set()
+        except Exception:
+            logger.exception("Waking a subscriber of %s failed; skipping it", cursor.channel)
 
 
 class _Cursor:

@@ -326,21 +326,30 @@ class RedisBroker:
         return _StreamInfo.parse(reply)
 
     def _entry(self, row: Any) -> _Entry | None:
-        """An entry from one ``(id, fields)`` of XREAD/XRANGE; ``None`` (logged) if malformed."""
-        stream_id = _text(row[0])
-        fields = {_text(k): _text(v) for k, v in row[1].items()}
+        """An entry from one ``(id, fields)`` of XREAD/XRANGE; ``None`` (logged) if malformed.
+
+        Anyone can XADD to a stream: an entry that is not UTF-8, has data that is not JSON, or
+        fields that make no valid event is skipped, never raised (it would end the reader or
+        every replay through it).
+        """
         try:
+            stream_id = _text(row[0])
             key = _parse_id(stream_id)
-            assert key is not None
+            if key is None:
+                msg = f"Expected a stream id, got {stream_id!r}"
+                raise ValueError(msg)
+            fields = {_text(k): _text(v) for k, v in row[1].items()}
             event = fields.get("event")
             data = fields.get("data")
             raw = fields.get("raw")
+            if data is not None:
+                json.loads(data)
             retry = int(fields["retry"]) if "retry" in fields else None
             wire = ServerSentEvent(
                 event=event, retry=retry, raw_data=data if data is not None else raw
             )
-        except (AssertionError, ValueError, TypeError):
-            logger.warning("Skipping malformed stream entry %s %r", stream_id, fields)
+        except Exception as exc:
+            logger.warning("Skipping malformed stream entry %r (%s)", row, exc)
             return None
 
         def make() -> ServerSentEvent:
@@ -353,6 +362,15 @@ class RedisBroker:
 
         return _Entry(key, stream_id, wire, make)
 
+    def _position(self, row: Any) -> tuple[Key, str] | None:
+        """The key and id of one ``(id, fields)`` row, even if the entry is malformed."""
+        try:
+            stream_id = _text(row[0])
+        except Exception:
+            return None
+        key = _parse_id(stream_id)
+        return None if key is None else (key, stream_id)
+
     def _acquire(self, channel: str) -> tuple[_Log, _StreamInfo | None]:
         """The channel's log in this process, created with one XINFO if missing; +1 user."""
         proc = self._proc()
@@ -361,6 +379,7 @@ class RedisBroker:
                 log = proc.logs.get(channel)
                 if log is not None:
                     proc.users[channel] += 1
+                    self._start_reader(proc)  # if it died: every new subscription checks
                     return log, None
                 pending = proc.pending.get(channel)
                 creator = pending is None
@@ -455,15 +474,21 @@ class RedisBroker:
 
     def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
         key = self._key(cursor.channel)
-        pipe = self._commands.pipeline(transaction=True)
-        pipe.xinfo_stream(key)
-        pipe.xrange(key, min="(" + cursor.id, max="+", count=limit)
-        info_reply, rows = pipe.execute(raise_on_error=False)
-        if isinstance(rows, Exception):
-            raise rows
-        if _StreamInfo.parse(info_reply).verdict(cursor.key) == "expired":
-            return None
-        entries = [e for e in map(self._entry, rows) if e is not None]
+        while True:
+            pipe = self._commands.pipeline(transaction=True)
+            pipe.xinfo_stream(key)
+            pipe.xrange(key, min="(" + cursor.id, max="+", count=limit)
+            info_reply, rows = pipe.execute(raise_on_error=False)
+            if isinstance(rows, Exception):
+                raise rows
+            if _StreamInfo.parse(info_reply).verdict(cursor.key) == "expired":
+                return None
+            entries = [e for e in map(self._entry, rows) if e is not None]
+            last = self._position(rows[-1]) if rows else None
+            if entries or last is None:
+                break
+            # A page of malformed entries only: move past it, so they are not read again.
+            cursor.key, cursor.id = last
         if not rows:
             # Redis has nothing after the position: the log has everything there is after it.
             log = cursor.log
@@ -484,8 +509,12 @@ class RedisBroker:
     # -- the reader ----------------------------------------------------------------------
 
     def _start_reader(self, proc: _Process) -> None:
-        """Start this process's reader (call with ``proc.lock`` held)."""
-        if proc.reader is None and not proc.stop.is_set():
+        """Start this process's reader, or a new one if it died (call with ``proc.lock`` held)."""
+        reader = proc.reader
+        if (reader is None or not reader.is_alive()) and not proc.stop.is_set():
+            if reader is not None:
+                logger.error("The Redis reader had stopped; starting a new one")
+            proc.reader_id = None
             proc.reader = threading.Thread(
                 target=self._read_forever, args=(proc,), name="sse_sync-redis-reader", daemon=True
             )
@@ -561,7 +590,13 @@ class RedisBroker:
                 logger.warning("Reading from Redis again; subscribers resume where they were")
                 failing = False
             backoff = _BACKOFF_MIN
-            self._fan_out(proc, reply)
+            try:
+                self._fan_out(proc, reply)
+            except Exception:
+                # Not a Redis error: log it, and read on after a pause (the heads did not move
+                # past what was not delivered, so the next XREAD reads it again).
+                logger.exception("Delivering events read from Redis failed; retrying")
+                proc.stop.wait(_BACKOFF_MAX)
         if client is not None:
             client.close()
 
@@ -570,10 +605,12 @@ class RedisBroker:
         for key, rows in items:
             with proc.lock:
                 log = proc.by_key.get(key if isinstance(key, bytes) else key.encode())
-            if log is None:
+            if log is None or not rows:
                 continue
             entries = [e for e in map(self._entry, rows) if e is not None]
-            cursors, count = log.extend(entries)
+            # Move the head past malformed entries too, or the next XREAD would read them again.
+            read_to = self._position(rows[-1]) if len(entries) < len(rows) else None
+            cursors, count = log.extend(entries, read_to)
             notify(cursors, count)
 
     # -- the rest ------------------------------------------------------------------------

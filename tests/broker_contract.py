@@ -362,3 +362,22 @@ class BrokerContract:
         assert sub.read_frames(1) == b""
         with pytest.raises(RuntimeError, match="closed"):
             broker.publish("z", 1)
+
+    def test_failing_subscriber_does_not_stop_delivery(self, make_broker: MakeBroker) -> None:
+        """A subscriber whose wake-up fails is skipped (logged): the others still get events."""
+        broker = make_broker()
+        bad, good = broker.subscribe("f"), broker.subscribe("f")
+        bad.read_frames(0)
+        good.read_frames(0)
+
+        class Broken(threading.Event):
+            def set(self) -> None:
+                raise RuntimeError("boom")
+
+        wake, bad._wake = bad._wake, Broken()
+        for i in range(3):
+            broker.publish("f", i)
+            assert datas(take(good, 1)) == [i]
+        bad._wake = wake
+        good.close()
+        bad.close()

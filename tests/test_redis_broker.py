@@ -236,3 +236,93 @@ def test_missing_redis_package_names_the_extra() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_undecodable_entry_does_not_stop_the_reader(
+    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry that is not UTF-8 is logged and skipped; the reader goes on for every channel."""
+    broker = make_broker(prefix="utf:")
+    with broker.subscribe("a") as on_a, broker.subscribe("b") as on_b:
+        on_a.read_frames(0)
+        on_b.read_frames(0)
+        with caplog.at_level(logging.WARNING, logger="sse_sync"):
+            _client(redis_server).xadd("utf:a", {"raw": b"\xff\xfe"})
+            wait_until(lambda: "malformed stream entry" in caplog.text)
+            broker.publish("b", "on b")
+            assert datas(take(on_b, 1)) == ["on b"]
+            broker.publish("a", "on a")
+            assert datas(take(on_a, 1)) == ["on a"]
+        assert broker._proc().reader.is_alive()
+
+
+def test_skipped_entry_is_read_once(
+    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed entry at the end of a stream is skipped once, not read again and again."""
+    broker = make_broker(prefix="once:")
+    with broker.subscribe("s") as sub:
+        sub.read_frames(0)
+        with caplog.at_level(logging.WARNING, logger="sse_sync"):
+            _client(redis_server).xadd("once:s", {"retry": "soon"})
+            wait_until(lambda: "malformed stream entry" in caplog.text)
+            broker.publish("s", "next")
+            assert datas(take(sub, 1)) == ["next"]
+        assert caplog.text.count("malformed stream entry") == 1
+
+
+@pytest.mark.parametrize("fields", [{"raw": b"\xff\xfe"}, {"data": "not json"}, {"retry": "x"}])
+def test_malformed_entries_are_skipped_on_replay(
+    make_broker: MakeBroker,
+    redis_server: Any,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, Any],
+) -> None:
+    """Replay from Redis skips (and logs) malformed entries and delivers the good ones."""
+    publisher = make_broker(prefix="replay:")
+    first = publisher.publish("r", 0)
+    _client(redis_server).xadd("replay:r", fields)
+    publisher.publish("r", 1)
+    _client(redis_server).xadd("replay:r", fields)
+    reader = make_broker(prefix="replay:")  # follows nothing yet: replays with XRANGE
+    with caplog.at_level(logging.WARNING, logger="sse_sync"):
+        with reader.subscribe("r", last_event_id=first) as sub:
+            assert datas(take(sub, 1)) == [1]
+            assert quiet(sub)
+            publisher.publish("r", 2)
+            assert datas(take(sub, 1)) == [2]
+    assert "malformed stream entry" in caplog.text
+
+
+def test_a_replay_page_of_malformed_entries_is_skipped(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """A whole XRANGE page of malformed entries is skipped without waiting for a new event."""
+    publisher = make_broker(prefix="page-bad:")
+    first = publisher.publish("p", 0)
+    client = _client(redis_server)
+    pipe = client.pipeline()
+    for _ in range(300):
+        pipe.xadd("page-bad:p", {"retry": "x"})
+    pipe.execute()
+    publisher.publish("p", 1)
+    reader = make_broker(prefix="page-bad:")
+    with reader.subscribe("p", last_event_id=first) as sub:
+        assert datas(take(sub, 1)) == [1]
+        assert quiet(sub)
+
+
+def test_dead_reader_is_restarted(make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the process's reader has died, the next subscription starts a new one."""
+    broker = make_broker(prefix="dead:")
+    real = broker._read_forever
+    monkeypatch.setattr(broker, "_read_forever", lambda proc: None)  # a reader that dies at once
+    with broker.subscribe("x") as first:
+        first.read_frames(0)
+        wait_until(lambda: not broker._proc().reader.is_alive())
+        monkeypatch.setattr(broker, "_read_forever", real)
+        with broker.subscribe("x") as second:
+            second.read_frames(0)
+            broker.publish("x", "hello")
+            assert datas(take(first, 1)) == ["hello"]
+            assert datas(take(second, 1)) == ["hello"]
