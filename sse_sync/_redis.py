@@ -418,6 +418,8 @@ class RedisBroker:
                 proc.version += 1
 
     def _head(self, channel: str) -> str | None:
+        if self._closed:
+            return None  # the subscription ends at its first read: no need to ask Redis
         proc = self._proc()
         with proc.lock:
             log = proc.logs.get(channel)
@@ -435,6 +437,9 @@ class RedisBroker:
     def _attach(
         self, sub: Subscription, channel: str, position: str | None, valid: bool
     ) -> tuple[_Cursor, ServerSentEvent | None]:
+        if self._closed:  # the reader is stopped: end the subscription, registering nothing
+            sub.close()
+            return _Cursor(sub, _Log(channel, 1, (0, 0), "0-0")), None
         log, info = self._acquire(channel)
         try:
             reset = None
@@ -458,6 +463,8 @@ class RedisBroker:
                     cursor.key, cursor.id = key, position
             with log.lock:
                 log.add(cursor)
+            if self._closed:  # closed meanwhile, perhaps after close() ended the others
+                sub.close()
             return cursor, reset
         except BaseException:
             self._release(log)

@@ -381,3 +381,11 @@ class BrokerContract:
         bad._wake = wake
         good.close()
         bad.close()
+
+    def test_subscribe_after_close_ends_at_once(self, make_broker: MakeBroker) -> None:
+        """A subscription made after the broker was closed ends at its first read."""
+        broker = make_broker()
+        broker.close()
+        sub = broker.subscribe("late")
+        assert sub.read_events(1) == []
+        assert sub.read_frames(1) == b""
