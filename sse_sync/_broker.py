@@ -28,13 +28,14 @@ down, the only way to end a ``sendall`` blocked on another greenlet or thread.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import re
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._event import ServerSentEvent, encode_data
@@ -105,15 +106,21 @@ def prepare_event(
     text) and the JSON bytes of ``data`` (``None`` without data). Raises ``ValueError`` or
     ``TypeError`` before anything is published.
     """
-    if data is not None and raw_data is not None:
-        msg = "Expected either data= (JSON-encoded) or raw_data= (sent as is), got both"
+    if data is None and raw_data is None:
+        # WHATWG "dispatch the event": with an empty data buffer nothing is dispatched, so an
+        # event type or retry alone would be published, stored and replayed, and never seen.
+        msg = (
+            "Expected publish() to get data= (JSON-encoded) or raw_data= (sent as is), got "
+            "neither: a browser dispatches no event without a data line. Pass data= or "
+            "raw_data= (raw_data='' for an event with empty data)"
+        )
         raise ValueError(msg)
-    if data is None and raw_data is None and event is None and retry is None:
-        msg = "Expected publish() to get data, raw_data, event or retry, got none"
-        raise ValueError(msg)
-    json_bytes = None if data is None else encode_data(data)
-    text = raw_data if json_bytes is None else json_bytes.decode()
-    wire = ServerSentEvent(event=event, retry=retry, raw_data=text)
+    checked = ServerSentEvent(data=data, raw_data=raw_data, event=event, retry=retry)
+    if data is None:
+        checked.encode()
+        return checked, None
+    json_bytes = encode_data(data)
+    wire = checked.model_copy(update={"data": None, "raw_data": json_bytes.decode()})
     wire.encode()
     return wire, json_bytes
 
@@ -125,40 +132,52 @@ def _reset(channel: str, reason: str, given: str | None) -> ServerSentEvent:
 
 
 class _Entry:
-    """One published event as this process holds it: its position, id and wire frame."""
+    """One published event as this process holds it: its position, id, wire frame and JSON.
 
-    __slots__ = ("_event", "_id_at", "_id_end", "_make", "frame", "id", "key")
+    Both brokers build their entries here, from the event as it goes on the wire (without an
+    id; JSON ``data`` as its text in ``raw_data``) and the JSON bytes of ``data``.
+    """
 
-    def __init__(
-        self, key: Key, id: str, wire: ServerSentEvent, make: Callable[[], ServerSentEvent]
-    ) -> None:
+    __slots__ = ("_event", "_id_at", "_id_end", "frame", "id", "json_bytes", "key", "wire")
+
+    def __init__(self, key: Key, id: str, wire: ServerSentEvent, json_bytes: bytes | None) -> None:
         body = wire.encode()
         # Field order as ServerSentEvent.encode() writes it: event, id, retry, data.
         at = body.index(b"\n") + 1 if wire.event is not None else 0
         line = b"id: " + id.encode() + b"\n"
         self.key = key
         self.id = id
+        self.wire = wire
+        self.json_bytes = json_bytes
         self.frame = body[:at] + line + body[at:]
         self._id_at = at
         self._id_end = at + len(line)
-        self._make = make
         self._event: ServerSentEvent | None = None
-
-    def event(self) -> ServerSentEvent:
-        """The event with its id (built on first use: fan-out only needs the frame)."""
-        if self._event is None:
-            event = self._make().model_copy(update={"id": self.id})
-            event._frame = self.frame
-            self._event = event
-        return self._event
 
     def frame_with_id(self, id: str) -> bytes:
         """The frame with ``id`` in place of the entry's own id (a multi-channel cursor)."""
         frame = self.frame
         return frame[: self._id_at] + b"id: " + id.encode() + b"\n" + frame[self._id_end :]
 
-    def event_with_id(self, id: str) -> ServerSentEvent:
-        event = self.event().model_copy(update={"id": id})
+    def event(self, id: str | None = None) -> ServerSentEvent:
+        """The event as subscribers get it, with its id (or ``id``, a multi-channel cursor).
+
+        Built on first use (fan-out only needs the frame), with ``data`` decoded once from the
+        JSON on the wire: what a client gets, the same from either broker, and never the
+        publisher's object. The subscribers of this process share it.
+        """
+        event = self._event
+        if event is None:
+            update: dict[str, Any] = {"id": self.id}
+            if self.json_bytes is not None:
+                update["data"] = json.loads(self.json_bytes)
+                update["raw_data"] = None
+            event = self.wire.model_copy(update=update)
+            event._frame = self.frame
+            self._event = event
+        if id is None:
+            return event
+        event = event.model_copy(update={"id": id})
         event._frame = self.frame_with_id(id)
         return event
 
@@ -354,11 +373,13 @@ class Subscription:
     def __init__(
         self,
         hub: _Hub,
-        channels: Iterable[str],
+        channel: str | Iterable[str],
         last_event_id: str | None,
         max_pending: int,
     ) -> None:
-        names = tuple(dict.fromkeys(channels))
+        names = tuple(dict.fromkeys([channel] if isinstance(channel, str) else channel))
+        for name in names:
+            check_channel(name)
         if not names:
             msg = "Expected at least one channel to subscribe to, got none"
             raise ValueError(msg)
@@ -566,7 +587,7 @@ class Subscription:
                 events.append(item)
             else:
                 entry, cursor = item
-                events.append(entry.event() if cursor is None else entry.event_with_id(cursor))
+                events.append(entry.event(cursor))
         return events
 
     def __iter__(self) -> Iterator[ServerSentEvent]:
@@ -666,10 +687,11 @@ class Broker(Protocol):
     ) -> str:
         """Send one event to every subscriber of ``channel`` and keep it in the history.
 
-        ``data`` is JSON-encoded (``raw_data`` is sent as it is); ``event`` is the type a
-        browser dispatches; ``retry`` the reconnection time in ms. Returns the event's id.
-        Raises ``ValueError``/``TypeError`` for a bad channel name or an event that cannot be
-        encoded, before anything is published.
+        ``data`` is JSON-encoded (``raw_data`` is sent as it is); one of them is required,
+        since a browser dispatches no event without data. ``event`` is the type a browser
+        dispatches; ``retry`` the reconnection time in ms. Returns the event's id. Raises
+        ``ValueError``/``TypeError`` for a bad channel name or an event that cannot be encoded,
+        before anything is published.
         """
         ...
 
@@ -680,6 +702,8 @@ class Broker(Protocol):
 
         It yields the retained events after ``last_event_id`` in order, then live ones, each
         with its id (a cursor over all channels when there are several); a ``reset`` event
-        first for a channel whose position is no longer retained or unknown.
+        first for a channel whose position is no longer retained or unknown. Each event's
+        ``data`` is decoded from the JSON that was sent, as a client would decode it.
+        Raises ``ValueError``/``TypeError`` for a bad channel name or no channel.
         """
         ...

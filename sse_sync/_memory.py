@@ -102,27 +102,21 @@ class MemoryBroker:
         :param raw_data: text sent as it is, instead of ``data``.
         :param retry: the reconnection time in milliseconds.
 
-        Raises ``ValueError``/``TypeError`` (bad channel, data that cannot be JSON-encoded)
-        before anything is published.
+        Raises ``ValueError``/``TypeError`` (bad channel, neither ``data`` nor ``raw_data``,
+        data that cannot be JSON-encoded) before anything is published.
         """
         check_channel(channel)
-        wire, _ = prepare_event(data, event, raw_data, retry)
+        wire, json_bytes = prepare_event(data, event, raw_data, retry)
         self._check_process()
         if self._closed:
             msg = "This MemoryBroker was closed; publish() can only be used before close()"
             raise RuntimeError(msg)
-
-        def make() -> ServerSentEvent:
-            return ServerSentEvent.model_construct(
-                data=data, raw_data=raw_data, event=event, retry=retry
-            )
-
         with self._lock:
             self._seq += 1
             seq = self._seq
             self._published += 1
             log = self._log(channel)
-            entry = _Entry((seq, 0), f"{self._epoch}:{seq}", wire, make)
+            entry = _Entry((seq, 0), f"{self._epoch}:{seq}", wire, json_bytes)
             cursors, count = log.extend((entry,))
         notify(cursors, count)
         return entry.id
@@ -135,10 +129,7 @@ class MemoryBroker:
         It yields the retained events after ``last_event_id`` (``None``: none), then live
         ones. See :class:`~sse_sync.Broker`.
         """
-        channels = [channel] if isinstance(channel, str) else list(channel)
-        for name in channels:
-            check_channel(name)
-        return Subscription(self, channels, last_event_id, self.max_pending)
+        return Subscription(self, channel, last_event_id, self.max_pending)
 
     def _parse(self, position: str) -> Key | None:
         epoch, sep, seq = position.partition(":")

@@ -314,10 +314,7 @@ class RedisBroker:
         channel is (one ``XINFO STREAM``); the rest happens on the first read. See
         :class:`~sse_sync.Broker`.
         """
-        channels = [channel] if isinstance(channel, str) else list(channel)
-        for name in channels:
-            check_channel(name)
-        return Subscription(self, channels, last_event_id, self.max_pending)
+        return Subscription(self, channel, last_event_id, self.max_pending)
 
     def _info(self, channel: str) -> _StreamInfo:
         pipe = self._commands.pipeline(transaction=False)
@@ -339,28 +336,19 @@ class RedisBroker:
                 msg = f"Expected a stream id, got {stream_id!r}"
                 raise ValueError(msg)
             fields = {_text(k): _text(v) for k, v in row[1].items()}
-            event = fields.get("event")
             data = fields.get("data")
-            raw = fields.get("raw")
             if data is not None:
                 json.loads(data)
             retry = int(fields["retry"]) if "retry" in fields else None
             wire = ServerSentEvent(
-                event=event, retry=retry, raw_data=data if data is not None else raw
+                event=fields.get("event"),
+                retry=retry,
+                raw_data=data if data is not None else fields.get("raw"),
             )
+            return _Entry(key, stream_id, wire, None if data is None else data.encode())
         except Exception as exc:
             logger.warning("Skipping malformed stream entry %r (%s)", row, exc)
             return None
-
-        def make() -> ServerSentEvent:
-            return ServerSentEvent.model_construct(
-                data=None if data is None else json.loads(data),
-                raw_data=raw if data is None else None,
-                event=event,
-                retry=retry,
-            )
-
-        return _Entry(key, stream_id, wire, make)
 
     def _position(self, row: Any) -> tuple[Key, str] | None:
         """The key and id of one ``(id, fields)`` row, even if the entry is malformed."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from sse_sync import ServerSentEvent, Subscription
 from sse_sync._event import encode_data
@@ -47,6 +48,11 @@ def datas(events: list[ServerSentEvent]) -> list[Any]:
     return [e.data for e in events]
 
 
+class Point(BaseModel):
+    x: int
+    y: float
+
+
 class BrokerContract:
     """Publish, replay, live delivery, cursors, resets, errors and slow subscribers."""
 
@@ -69,7 +75,7 @@ class BrokerContract:
             ids = [
                 broker.publish("wire", {"a": [1, "\u2028"]}, event="x", retry=1500),
                 broker.publish("wire", raw_data="two\r\nlines"),
-                broker.publish("wire", event="ping-ish"),
+                broker.publish("wire", raw_data="", event="empty"),
             ]
             body = b""
             deadline = time.monotonic() + 10
@@ -78,7 +84,7 @@ class BrokerContract:
         expected = [
             ServerSentEvent(data={"a": [1, "\u2028"]}, event="x", retry=1500, id=ids[0]),
             ServerSentEvent(raw_data="two\r\nlines", id=ids[1]),
-            ServerSentEvent(event="ping-ish", id=ids[2]),
+            ServerSentEvent(raw_data="", event="empty", id=ids[2]),
         ]
         assert body == b"".join(e.encode() for e in expected)
 
@@ -218,7 +224,9 @@ class BrokerContract:
         [
             (("ok", object()), {}, TypeError, "Cannot JSON-encode"),
             (("ok", 1), {"raw_data": "x"}, ValueError, "both"),
-            (("ok",), {}, ValueError, "got none"),
+            (("ok",), {}, ValueError, "data= or raw_data="),
+            (("ok",), {"event": "x"}, ValueError, "data= or raw_data="),
+            (("ok",), {"retry": 10}, ValueError, "data= or raw_data="),
             (("ok", 1), {"event": "a\nb"}, ValueError, "CR or LF"),
             (("ok", 1), {"retry": -1}, ValueError, "retry"),
             (("bad name", 1), {}, ValueError, "channel name"),
@@ -389,3 +397,19 @@ class BrokerContract:
         sub = broker.subscribe("late")
         assert sub.read_events(1) == []
         assert sub.read_frames(1) == b""
+
+    def test_event_data_is_decoded_from_the_wire(self, make_broker: MakeBroker) -> None:
+        """Subscribers get the data decoded from the published JSON, as a client does."""
+        broker = make_broker()
+        with broker.subscribe("d") as single, broker.subscribe(["d", "e"]) as multi:
+            single.read_frames(0)
+            multi.read_frames(0)
+            data = {"n": 1}
+            broker.publish("d", data)
+            data["n"] = 2
+            broker.publish("d", Point(x=1, y=2.5))
+            broker.publish("d", raw_data='{"n": 1}')
+            for events in take(single, 3), take(multi, 3):
+                assert datas(events) == [{"n": 1}, {"x": 1, "y": 2.5}, None]
+                assert [e.raw_data for e in events] == [None, None, '{"n": 1}']
+                assert events[0].data is not data
