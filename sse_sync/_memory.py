@@ -80,10 +80,18 @@ class MemoryBroker:
         return f"<MemoryBroker history={self.history} channels={len(self._logs)}>"
 
     def _log(self, channel: str) -> _Log:
+        """The channel's log, created if missing (call with ``self._lock`` held).
+
+        A log lives while the channel has history or subscribers: ``_detach`` drops one with
+        neither, so subscriptions to arbitrary channel names leave nothing behind.
+        """
         log = self._logs.get(channel)
         if log is None:
-            log = self._logs[channel] = _Log(channel, self.history, (0, 0), f"{self._epoch}:0")
+            log = self._logs[channel] = self._new_log(channel)
         return log
+
+    def _new_log(self, channel: str) -> _Log:
+        return _Log(channel, self.history, (0, 0), f"{self._epoch}:0")
 
     def publish(
         self,
@@ -145,7 +153,8 @@ class MemoryBroker:
         reset = None
         with self._lock:
             closed = self._closed
-            log = self._log(channel)
+            # A closed broker registers nothing: the cursor gets a log of its own.
+            log = self._new_log(channel) if closed else self._log(channel)
             with log.lock:
                 cursor = _Cursor(sub, log)
                 if closed:
@@ -168,15 +177,23 @@ class MemoryBroker:
         return cursor, reset
 
     def _detach(self, cursor: _Cursor) -> None:
+        log = cursor.log
         with self._lock:
-            with cursor.log.lock:
-                if cursor in cursor.log.cursors:
-                    cursor.log.remove(cursor)
+            with log.lock:
+                if cursor in log.cursors:
+                    log.remove(cursor)
+                unused = not log.cursors and not log.entries
+            if unused and self._logs.get(log.channel) is log:
+                del self._logs[log.channel]
 
     def _head(self, channel: str) -> str | None:
         self._check_process()
         with self._lock:
-            log = self._log(channel)
+            log = self._logs.get(channel)
+            if log is None:
+                # Ids are one sequence over all channels: the newest one is at or after the
+                # channel's last event, so it is a position (and no log needs to exist).
+                return f"{self._epoch}:{self._seq}"
             with log.lock:
                 return log.head_id
 

@@ -390,6 +390,16 @@ class BrokerContract:
         good.close()
         bad.close()
 
+    def test_subscriptions_leave_no_channel_behind(self, make_broker: MakeBroker) -> None:
+        """Subscriptions to channels nobody publishes on leave nothing behind once closed."""
+        broker = make_broker()
+        for i in range(200):
+            broker.subscribe(f"never{i}").close()
+        for i in range(50):
+            with broker.subscribe([f"read{i}", f"too{i}"]) as sub:
+                assert sub.read_frames(0) is None
+        assert broker.stats()["channels"] == 0
+
     def test_subscribe_after_close_ends_at_once(self, make_broker: MakeBroker) -> None:
         """A subscription made after the broker was closed ends at its first read."""
         broker = make_broker()

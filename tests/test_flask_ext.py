@@ -284,3 +284,10 @@ def test_redis_broker_from_config(redis_server: Any) -> None:
             response.close()
     finally:
         broker.close()
+
+
+def test_head_requests_register_no_channel(client: FlaskClient, sse: SSE) -> None:
+    """HEAD requests for streams of arbitrary channels leave no state in the broker."""
+    for i in range(500):
+        assert client.head(f"/stream?channel=rand{i}").status_code == 200
+    assert sse.broker.stats()["channels"] == 0

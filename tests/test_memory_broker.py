@@ -155,3 +155,16 @@ def test_several_channels_replay_in_publish_order() -> None:
         broker.publish(data[0], data)
     with broker.subscribe(["a", "b"], last_event_id=cursor) as resumed:
         assert [e.data for e in take(resumed, 6)] == order
+
+
+def test_unread_subscriptions_keep_no_channel() -> None:
+    """Subscribing (even a HEAD request's never-read subscription) creates no channel."""
+    broker = MemoryBroker()
+    for i in range(1000):
+        broker.subscribe(f"rand{i}").close()
+    broker.subscribe("never-read")
+    assert broker.stats()["channels"] == 0
+    broker.publish("kept", 1)
+    with broker.subscribe("kept", last_event_id=None) as sub:
+        assert sub.read_frames(0) is None
+    assert broker.stats()["channels"] == 1  # a channel with history stays, for replay
