@@ -456,9 +456,14 @@ class Subscription:
             self.close()
             raise
 
-    def _take(self, cursor: _Cursor) -> list[_Entry]:
+    def _take(self, cursor: _Cursor) -> tuple[list[_Entry], Key | None]:
+        """The next entries of a channel, and the key of the last one read if more may follow.
+
+        The channel's entries after this batch all have keys above that key.
+        """
         log = cursor.log
         entries: list[_Entry] = []
+        more = False
         with log.lock:
             if cursor.pos >= 0 and cursor.pos < log.base:
                 cursor.pos = -1  # fell off the log: catch up from the store, if there is one
@@ -468,15 +473,18 @@ class Subscription:
                 start = cursor.pos - log.base
                 entries = log.entries[start : start + _BATCH]
                 cursor.pos += len(entries)
+                more = cursor.pos < log.count
         if cursor.pos < 0:
             caught = self._hub._catch_up(cursor, _BATCH)
             if caught is None:
                 raise _Lost(cursor.channel)
             entries = caught
+            more = bool(entries)  # the next page, or the log, may follow a page from the store
+        end = entries[-1].key if more else None
         if entries and entries[0].key <= cursor.key:
             # A position ahead of what this process has read yet: skip what the client has.
             entries = [e for e in entries if e.key > cursor.key]
-        return entries
+        return entries, end
 
     def _collect(self) -> list[_Item]:
         out: list[_Item] = []
@@ -485,17 +493,32 @@ class Subscription:
             self._control.clear()
         if not self._multi:
             cursor = self._cursors[0]
-            entries = self._take(cursor)
+            while True:  # a batch the client already has is followed by the next one
+                entries, end = self._take(cursor)
+                if entries or end is None:
+                    break
             if entries:
                 cursor.key, cursor.id = entries[-1].key, entries[-1].id
                 out.extend((entry, None) for entry in entries)
             return out
-        taken = [(cursor, self._take(cursor)) for cursor in self._cursors]
-        batches = [[(e.key, i, e) for e in entries] for i, (_, entries) in enumerate(taken)]
-        batches = [b for b in batches if b]
-        if not batches:
-            return out
-        merged = batches[0] if len(batches) == 1 else sorted(b for batch in batches for b in batch)
+        while True:
+            taken = [(cursor, *self._take(cursor)) for cursor in self._cursors]
+            # A channel with more entries after its batch may have some below what another
+            # channel's batch holds: merge only up to the lowest such batch end, and leave
+            # the rest for the next read, so the merged order is the order of the keys.
+            ends = [end for _, _, end in taken if end is not None]
+            bound = min(ends) if ends else None
+            merged: list[tuple[Key, int, _Entry]] = []
+            for i, (cursor, entries, _) in enumerate(taken):
+                keep = entries
+                if bound is not None and entries and entries[-1].key > bound:
+                    keep = entries[: bisect.bisect_right(entries, bound, key=_entry_key)]
+                    if cursor.pos >= 0:
+                        cursor.pos -= len(entries) - len(keep)  # read again next time
+                merged.extend((entry.key, i, entry) for entry in keep)
+            if merged or bound is None:
+                break
+        merged.sort()
         for _, i, entry in merged:
             cursor = taken[i][0]
             cursor.key, cursor.id = entry.key, entry.id

@@ -157,6 +157,20 @@ def test_several_channels_replay_in_publish_order() -> None:
         assert [e.data for e in take(resumed, 6)] == order
 
 
+def test_several_channels_replay_in_publish_order_beyond_a_batch() -> None:
+    """A multi-channel replay longer than one read batch still keeps the global publish order."""
+    broker = MemoryBroker(history=1000)
+    with broker.subscribe(["a", "b"]) as sub:
+        assert sub.read_frames(0) is None
+        cursor = sub.cursor
+    order = [f"a{i}" for i in range(300)] + [f"b{i}" for i in range(300)]
+    order += [f"{c}{i}" for i in range(300, 600) for c in "ba"]
+    for data in order:
+        broker.publish(data[0], data)
+    with broker.subscribe(["a", "b"], last_event_id=cursor) as resumed:
+        assert [e.data for e in take(resumed, len(order))] == order
+
+
 def test_unread_subscriptions_keep_no_channel() -> None:
     """Subscribing (even a HEAD request's never-read subscription) creates no channel."""
     broker = MemoryBroker()

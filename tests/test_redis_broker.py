@@ -326,3 +326,26 @@ def test_dead_reader_is_restarted(make_broker: MakeBroker, monkeypatch: pytest.M
             broker.publish("x", "hello")
             assert datas(take(first, 1)) == ["hello"]
             assert datas(take(second, 1)) == ["hello"]
+
+
+def test_several_channels_replay_in_stream_id_order_beyond_a_batch(
+    make_broker: MakeBroker,
+) -> None:
+    """A multi-channel replay longer than one read batch stays ordered by stream id."""
+    broker = make_broker(history=2000, max_pending=1000)
+    with broker.subscribe(["a", "b"]) as sub:
+        assert sub.read_frames(0) is None
+        cursor = sub.cursor
+    published = {}
+    for channel in "ab":
+        for i in range(300):
+            published[f"{channel}{i}"] = broker.publish(channel, f"{channel}{i}")
+
+    def key(data: str) -> tuple[int, int]:
+        ms, _, seq = published[data].partition("-")
+        return int(ms), int(seq)
+
+    with broker.subscribe(["a", "b"], last_event_id=cursor) as resumed:
+        got = datas(take(resumed, 600))
+    assert sorted(got) == sorted(published)
+    assert got == sorted(got, key=key)
