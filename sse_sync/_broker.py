@@ -730,3 +730,20 @@ class Broker(Protocol):
         Raises ``ValueError``/``TypeError`` for a bad channel name or no channel.
         """
         ...
+
+    def stats(self) -> dict[str, int]:
+        """Return this process's counters, a snapshot.
+
+        At least ``channels`` (with subscribers or history in this process), ``subscribers``
+        (open subscriptions), ``published`` (by this process) and ``overflows``
+        (subscriptions ended for falling more than ``max_pending`` behind).
+        """
+        ...
+
+    def close(self) -> None:
+        """End every subscription and release the broker's resources; idempotent.
+
+        ``publish()`` raises ``RuntimeError`` afterwards, and a subscription made afterwards
+        ends at its first read.
+        """
+        ...

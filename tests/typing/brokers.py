@@ -68,3 +68,15 @@ def may_subscribe(channel: str) -> bool:
 
 stats: dict[str, int] = redis_broker.stats()
 news_id: str = sse.publish("news", {"title": "hi"}, event="news")
+
+
+def shut_down(broker: Broker) -> dict[str, int]:
+    counters: dict[str, int] = broker.stats()
+    broker.close()
+    return counters
+
+
+app_counters: dict[str, int] = sse.broker.stats()
+sse.broker.close()
+shut_down(redis_broker)
+shut_down(memory_broker)
