@@ -47,4 +47,4 @@ def publish(channel: str) -> Any:
 
 @app.get("/state")
 def state() -> Any:
-    return jsonify(pid=os.getpid(), **sse.broker.stats())  # type: ignore[attr-defined]
+    return jsonify(pid=os.getpid(), **sse.broker.stats())
