@@ -43,6 +43,7 @@ Invariants, and why they hold:
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import math
 import os
@@ -222,8 +223,8 @@ class Producer:
         if close is None:
             close = getattr(iterator, "close", None)
 
-        def next_item() -> Any:
-            return next(iterator, _END)
+        # A partial runs in C: cheaper than a Python closure, once per event.
+        next_item: Callable[[], Any] = functools.partial(next, iterator, _END)
 
         def close_source() -> None:
             if close is not None:
@@ -245,15 +246,16 @@ class Producer:
         try:
             with self._context() if self._context is not None else nullcontext():
                 next_item, close_source = self._steps()
+                encode, put = self._encode, self._queue.put  # locals: looked up once, not per event
                 try:
                     while not self._closed:
                         item = next_item()
                         if item is _END:
                             break
-                        frame = self._encode(item)
+                        frame = encode(item)
                         if self._closed:
                             break
-                        self._queue.put(frame)  # blocks while the queue is full: backpressure
+                        put(frame)  # blocks while the queue is full: backpressure
                 except Exception:
                     logger.exception("The event stream's source raised; ending the stream")
                 finally:
@@ -286,9 +288,10 @@ class Producer:
             return b""
         frames = [first]
         size = len(first)
+        get = q.get_nowait
         while size < _MAX_BATCH:
             try:
-                frame = q.get_nowait()
+                frame = get()
             except queue.Empty:
                 break
             if frame is _END:
