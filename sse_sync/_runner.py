@@ -187,13 +187,6 @@ class Producer:
         self._ended = False
 
     @property
-    def kind(self) -> str:
-        """``"greenlet"``, ``"native-thread"`` (a thread under gevent) or ``"thread"``."""
-        if self._native_thread:
-            return "native-thread"
-        return "greenlet" if self._gevent else "thread"
-
-    @property
     def running(self) -> bool:
         """Whether the producer greenlet/thread was started and has not finished."""
         worker = self._worker
