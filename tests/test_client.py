@@ -20,6 +20,8 @@ from werkzeug.wrappers import Request, Response
 from sse_sync import ServerSentEvent, sse_response
 from sse_sync.client import EventSource, EventSourceError, MessageEvent
 
+from .conftest import wait_until
+
 #: Every read in these tests times out after this many seconds (it is also the connect timeout).
 TIMEOUT = 5.0
 #: How long a stopping iteration may take.
@@ -89,14 +91,6 @@ def server() -> Iterator[Server]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(TIMEOUT)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        time.sleep(0.005)
 
 
 def take(source: EventSource, n: int) -> list[MessageEvent]:
@@ -360,9 +354,9 @@ def test_close_from_another_thread_stops_blocked_read(server: Server) -> None:
     server.routes["/s"] = lambda req, n: server.blocking(ServerSentEvent(data=1))
     source = EventSource(server.url + "/s", timeout=TIMEOUT)
     reader, got = _read_in_thread(source)
-    wait_for(lambda: got)
+    wait_until(lambda: got)
     # White-box: wait until the reader is back inside next(), blocked on the socket.
-    wait_for(lambda: source._busy and source._response is not None)
+    wait_until(lambda: source._busy and source._response is not None)
     start = time.monotonic()
     source.close()
     reader.join(DEADLINE)
@@ -378,8 +372,8 @@ def test_close_from_another_thread_stops_reconnect_wait(server: Server) -> None:
     server.routes["/s"] = lambda req, n: sse_response([ServerSentEvent(data=1, retry=60_000)])
     source = EventSource(server.url + "/s", timeout=TIMEOUT)
     reader, got = _read_in_thread(source)
-    wait_for(lambda: got)
-    wait_for(lambda: source._busy and source._response is None)  # waiting to reconnect
+    wait_until(lambda: got)
+    wait_until(lambda: source._busy and source._response is None)  # waiting to reconnect
     source.close()
     reader.join(DEADLINE)
     assert not reader.is_alive(), "the iteration did not stop after close()"
@@ -416,8 +410,8 @@ def test_concurrent_iteration_is_refused(server: Server) -> None:
     server.routes["/s"] = lambda req, n: server.blocking(ServerSentEvent(data=1))
     with EventSource(server.url + "/s", timeout=TIMEOUT) as source:
         reader, got = _read_in_thread(source)
-        wait_for(lambda: got)
-        wait_for(lambda: source._busy)
+        wait_until(lambda: got)
+        wait_until(lambda: source._busy)
         with pytest.raises(RuntimeError, match="already being iterated"):
             next(source)
     reader.join(DEADLINE)
