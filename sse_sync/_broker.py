@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._event import ServerSentEvent, encode_data
+from ._runner import Wake, new_wake
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -402,14 +403,15 @@ class Subscription:
         self._multi = len(names) > 1
         self._cursors: list[_Cursor] = []
         self._control: list[ServerSentEvent] = []
-        self._events: deque[ServerSentEvent] = deque()
-        self._wake: threading.Event | None = None
+        self._events: deque[ServerSentEvent] | None = None  # read, not yet iterated; made on use
+        self._wake: Wake | None = None
         self._socket: socket.socket | None = None
         self._lock = threading.Lock()
         self._active = False
         self._closed = False
         self._overflowed = False
         self._waiting = False
+        self._look = True  # whether a read must look at the channels even if not woken
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "overflowed" if self._overflowed else "open"
@@ -433,7 +435,7 @@ class Subscription:
     # -- reading -------------------------------------------------------------------------
 
     def _activate(self) -> None:
-        self._wake = threading.Event()  # created here: after gevent patched threading
+        self._wake = new_wake()  # created here, by the reader: after gevent patched threading
         positions, valid = self._positions, self._valid
         with self._lock:
             if self._closed:
@@ -538,20 +540,24 @@ class Subscription:
         assert wake is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wake.clear()  # before looking: a publish after the look sets it again
-            try:
-                items = self._collect()
-            except _Lost:
-                self._overflow(reading=True)
-                items = []
-            except BaseException:
-                self.close()  # positions may have moved past events not delivered: end here
-                raise
-            if self._overflowed or self._closed:
-                self.close()
-                return []
-            if items:
-                return items
+            # Look only when woken or when the last look may have left entries behind: an
+            # idle stream's read every second then costs a wait and nothing else.
+            if self._look or wake.is_set():
+                wake.clear()  # before looking: a publish after the look sets it again
+                try:
+                    items = self._collect()
+                except _Lost:
+                    self._overflow(reading=True)
+                    items = []
+                except BaseException:
+                    self.close()  # positions may have moved past events not delivered: end here
+                    raise
+                if self._overflowed or self._closed:
+                    self.close()
+                    return []
+                self._look = bool(items)
+                if items:
+                    return items
             wait = None
             if deadline is not None:
                 wait = deadline - time.monotonic()
@@ -559,7 +565,8 @@ class Subscription:
                     return None
             self._waiting = True
             try:
-                wake.wait(wait)
+                if not wake.wait(wait):
+                    return None  # what came meanwhile is read next time
             finally:
                 self._waiting = False
 
@@ -621,7 +628,7 @@ class Subscription:
             events = self.read_events(None)
             if not events:
                 raise StopIteration
-            self._events.extend(events)
+            self._events = deque(events)
         return self._events.popleft()
 
     # -- ending --------------------------------------------------------------------------

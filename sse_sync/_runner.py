@@ -31,6 +31,8 @@ Invariants, and why they hold:
 5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
    the server exposes the connection's socket, an idle stream polls it (at most every
    ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
+   It does not look when a ping is due: the ping's write fails instead (at the latest the
+   second one, as the first may still reach the kernel's buffer).
 6. A stream ends by itself, with a last ``retry: <ms>`` frame (ms drawn from ``END_RETRY_MS``,
    so the clients of one worker do not all reconnect at the same instant), when the gunicorn
    worker serving it is told to stop (SIGTERM, SIGHUP through the master, max_requests), and
@@ -83,6 +85,9 @@ _MAX_BATCH = 64 * 1024
 #: How often an idle stream looks at its socket for a closed connection, in seconds.
 _DISCONNECT_POLL = 1.0
 
+#: The fraction of the ping interval by which a ping may go out early.
+_PING_SLACK = 0.02
+
 _END = object()
 
 #: Set by ``sse_sync.testing.override_ping``: a ping interval that wins over the response's.
@@ -132,6 +137,85 @@ class FrameSource(Protocol):
     def close(self) -> None:
         """Stop producing and release everything; idempotent."""
         ...
+
+
+class Wake(Protocol):
+    """A flag that one reader waits on and anyone sets: what ``threading.Event`` offers."""
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or ``timeout`` seconds passed; whether it was set."""
+        ...
+
+
+def new_wake() -> Wake:
+    """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
+    if gevent_active():
+        from gevent._hub_local import get_hub_if_exists
+
+        hub = get_hub_if_exists()
+        if hub is not None:
+            return _GeventWake(hub, get_hub_if_exists)
+    return threading.Event()
+
+
+class _GeventWake:
+    """A :class:`Wake` for a greenlet of ``hub``'s thread; ``set()`` from any greenlet or thread.
+
+    An idle stream waits with a timeout every second. gevent's ``Event.wait(timeout)`` arms a
+    ``Timeout`` that is raised into the greenlet when it expires; this waits on a hub ``Waiter``
+    with a plain loop timer instead, which costs about half as much.
+    """
+
+    __slots__ = ("_current_hub", "_flag", "_hub", "_waiter")
+
+    def __init__(self, hub: Any, current_hub: Callable[[], Any]) -> None:
+        self._hub = hub
+        self._current_hub = current_hub
+        self._flag = False
+        self._waiter: Any = None  # the Waiter of the reader waiting now
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            loop = self._hub.loop
+            if self._current_hub() is self._hub:
+                loop.run_callback(waiter.switch, True)
+            else:
+                loop.run_callback_threadsafe(waiter.switch, True)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        from gevent._waiter import Waiter
+
+        waiter = Waiter(self._hub)
+        # Published before the flag is read: a set() from another thread sees one or the other.
+        self._waiter = waiter
+        if self._flag:
+            self._waiter = None
+            return True
+        timer = None
+        if timeout is not None:
+            timer = self._hub.loop.timer(max(timeout, 0.0))
+            timer.start(waiter.switch, False)
+        try:
+            return bool(waiter.get())
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.close()
 
 
 class Producer:
@@ -479,6 +563,9 @@ class EventStream:
         if self.max_lifetime is not None and self._end_at is None:
             self._end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
         deadline = None if ping is None else now + ping
+        # A wait may end a little early (gevent's timers count from the loop's cached time):
+        # a ping that early is due, rather than one more wake-up to wait for the rest.
+        due = None if ping is None else now + ping * (1 - _PING_SLACK)
         while True:
             if draining():
                 return self._last_frame("drain")
@@ -496,11 +583,14 @@ class EventStream:
             frames = self.source.read_frames(wait)
             if frames:
                 return frames
-            if frames == b"" or (sock is not None and _peer_closed(sock)):
+            if frames == b"":
                 self.close()
                 raise StopIteration
-            if deadline is not None and time.monotonic() >= deadline:
-                return PING
+            if due is not None and time.monotonic() >= due:
+                return PING  # no need to look at the socket: writing the ping will
+            if sock is not None and _peer_closed(sock):
+                self.close()
+                raise StopIteration
 
     def _last_frame(self, reason: str) -> bytes:
         """The ``retry:`` hint a stream ends with; the next ``next()`` ends the stream."""

@@ -241,3 +241,59 @@ def test_gevent_close_from_another_greenlet_wakes_the_reader() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+GEVENT_WAKE = """
+from gevent import monkey; monkey.patch_all()
+import gevent, time
+from sse_sync._runner import _GeventWake, new_wake
+
+gevent.get_hub()  # a server has its hub running before any request is read
+wake = new_wake()
+assert isinstance(wake, _GeventWake), type(wake)
+
+# A timed wait that nobody ends returns False after about its timeout.
+start = time.monotonic()
+assert wake.wait(0.05) is False and not wake.is_set()
+assert 0.04 <= time.monotonic() - start < 2
+
+# set() before the wait: the wait returns at once; clear() resets the flag.
+wake.set()
+assert wake.is_set() and wake.wait(30) is True
+wake.clear()
+assert not wake.is_set()
+
+# set() from another greenlet ends a wait that has no timeout.
+waiter = gevent.spawn(wake.wait)
+gevent.sleep(0.01)
+wake.set()
+assert waiter.get(timeout=5) is True
+wake.clear()
+
+# set() from a native OS thread wakes the waiting greenlet too.
+start_new_thread = monkey.get_original("_thread", "start_new_thread")
+native_sleep = monkey.get_original("time", "sleep")
+start_new_thread(lambda: (native_sleep(0.05), wake.set()), ())
+assert wake.wait(30) is True
+wake.clear()
+
+# A killed waiter leaves nothing behind: the next wait still works.
+waiter = gevent.spawn(wake.wait, 30)
+gevent.sleep(0.01)
+waiter.kill(block=True, timeout=5)
+assert waiter.dead and wake._waiter is None
+assert wake.wait(0.01) is False
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_wake_times_out_and_is_woken_from_greenlets_and_threads() -> None:
+    """Under gevent, a wake times out, and set() from a greenlet or an OS thread ends a wait."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_WAKE], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
