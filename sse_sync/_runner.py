@@ -157,10 +157,13 @@ def new_wake() -> Wake:
     """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
     if gevent_active():
         from gevent._hub_local import get_hub_if_exists
+        from gevent._waiter import Waiter
 
         hub = get_hub_if_exists()
         if hub is not None:
-            return _GeventWake(hub, get_hub_if_exists)
+            # Looked up once here: an import statement in wait() costs more than the wait.
+            _GeventWake.waiter_class, _GeventWake.current_hub = Waiter, get_hub_if_exists
+            return _GeventWake(hub)
     return threading.Event()
 
 
@@ -172,11 +175,14 @@ class _GeventWake:
     with a plain loop timer instead, which costs about half as much.
     """
 
-    __slots__ = ("_current_hub", "_flag", "_hub", "_waiter")
+    __slots__ = ("_flag", "_hub", "_waiter")
 
-    def __init__(self, hub: Any, current_hub: Callable[[], Any]) -> None:
+    #: gevent's ``Waiter`` and ``get_hub_if_exists``, set by :func:`new_wake`.
+    waiter_class: Any = None
+    current_hub: Callable[[], Any] = staticmethod(lambda: None)
+
+    def __init__(self, hub: Any) -> None:
         self._hub = hub
-        self._current_hub = current_hub
         self._flag = False
         self._waiter: Any = None  # the Waiter of the reader waiting now
 
@@ -186,7 +192,7 @@ class _GeventWake:
         if waiter is not None:
             self._waiter = None
             loop = self._hub.loop
-            if self._current_hub() is self._hub:
+            if _GeventWake.current_hub() is self._hub:
                 loop.run_callback(waiter.switch, True)
             else:
                 loop.run_callback_threadsafe(waiter.switch, True)
@@ -198,9 +204,7 @@ class _GeventWake:
         return self._flag
 
     def wait(self, timeout: float | None = None) -> bool:
-        from gevent._waiter import Waiter
-
-        waiter = Waiter(self._hub)
+        waiter = _GeventWake.waiter_class(self._hub)
         # Published before the flag is read: a set() from another thread sees one or the other.
         self._waiter = waiter
         if self._flag:
