@@ -195,9 +195,10 @@ class _Log:
     """
 
     __slots__ = (
+        "_members",
+        "_snapshot",
         "base",
         "channel",
-        "cursors",
         "entries",
         "floor",
         "floor_id",
@@ -219,7 +220,8 @@ class _Log:
         self.floor_id = floor_id
         self.head = floor
         self.head_id = floor_id
-        self.cursors: tuple[_Cursor, ...] = ()
+        self._members: dict[_Cursor, None] = {}
+        self._snapshot: tuple[_Cursor, ...] | None = ()
 
     @property
     def count(self) -> int:
@@ -256,11 +258,33 @@ class _Log:
                 self.base += excess
             return (self.cursors if added else ()), self.count
 
-    def add(self, cursor: _Cursor) -> None:
-        self.cursors = (*self.cursors, cursor)  # copy on write: publishers iterate a snapshot
+    # The cursors are kept in a dict, so that adding and removing one is O(1) (a storm of
+    # disconnects is not quadratic), and handed to publishers as a tuple made at most once per
+    # change. Call these with the lock held.
 
-    def remove(self, cursor: _Cursor) -> None:
-        self.cursors = tuple(c for c in self.cursors if c is not cursor)
+    @property
+    def cursors(self) -> tuple[_Cursor, ...]:
+        """The cursors reading this log: a snapshot, safe to iterate without the lock."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = tuple(self._members)
+        return snapshot
+
+    @property
+    def read(self) -> bool:
+        """Whether any cursor reads this log."""
+        return bool(self._members)
+
+    def add(self, cursor: _Cursor) -> None:
+        self._members[cursor] = None
+        self._snapshot = None
+
+    def remove(self, cursor: _Cursor) -> bool:
+        """Remove ``cursor``; whether it was there."""
+        if self._members.pop(cursor, False) is False:
+            return False
+        self._snapshot = None
+        return True
 
 
 def notify(cursors: tuple[_Cursor, ...], count: int) -> None:

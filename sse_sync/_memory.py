@@ -180,9 +180,8 @@ class MemoryBroker:
         log = cursor.log
         with self._lock:
             with log.lock:
-                if cursor in log.cursors:
-                    log.remove(cursor)
-                unused = not log.cursors and not log.entries
+                log.remove(cursor)
+                unused = not log.read and not log.entries
             if unused and self._logs.get(log.channel) is log:
                 del self._logs[log.channel]
 
@@ -224,6 +223,10 @@ class MemoryBroker:
         """End every subscription; ``publish()`` raises afterwards. Idempotent."""
         with self._lock:
             self._closed = True
-            cursors = [c for log in self._logs.values() for c in log.cursors]
+            logs = list(self._logs.values())
+        cursors: list[_Cursor] = []
+        for log in logs:
+            with log.lock:
+                cursors += log.cursors
         for cursor in cursors:
             cursor.sub.close()

@@ -461,9 +461,7 @@ class RedisBroker:
     def _detach(self, cursor: _Cursor) -> None:
         log = cursor.log
         with log.lock:
-            present = cursor in log.cursors
-            if present:
-                log.remove(cursor)
+            present = log.remove(cursor)
         if present:
             self._release(log)
 
@@ -631,8 +629,12 @@ class RedisBroker:
         proc.wakeup.set()
         self._unblock_reader(proc)
         with proc.lock:
-            cursors = [c for log in proc.logs.values() for c in log.cursors]
+            logs = list(proc.logs.values())
             reader = proc.reader
+        cursors: list[_Cursor] = []
+        for log in logs:
+            with log.lock:
+                cursors += log.cursors
         for cursor in cursors:
             cursor.sub.close()
         if reader is not None and reader is not threading.current_thread():
