@@ -18,13 +18,13 @@ Invariants, and why they hold:
    the producer's greenlet/thread (a running generator cannot be closed from another thread).
    ``close()`` asks the producer to stop: under gevent it kills the greenlet, so
    ``GreenletExit`` interrupts a producer blocked in ``time.sleep`` or socket I/O at once and the
-   generator's ``finally`` blocks run; with threads it sets a flag and drains the queue (so a
-   producer blocked on ``put`` wakes), then waits ``close_timeout`` seconds for the thread. A
+   generator's ``finally`` blocks run; with threads it sets a flag and wakes a producer held
+   by backpressure, then waits ``close_timeout`` seconds for the thread. A
    thread blocked inside the source cannot be interrupted by Python: it stops, closing the
    source, as soon as its current ``next()`` returns.
-3. Memory is bounded. The queue holds at most ``queue_size`` frames; a slow client blocks
-   the producer on ``put`` (backpressure). One write takes at most ``_MAX_BATCH`` bytes of
-   frames already queued.
+3. Memory is bounded. The queue holds at most ``queue_size`` frames; a slow client holds
+   the producer before it queues one more (backpressure). One write takes every frame
+   already queued: no more than ``queue_size`` frames, in one chunk.
 4. End of stream and errors never cross the queue as exceptions: an exception in the source
    is logged with its traceback on the producer, which then queues the ``_END`` sentinel, so the
    client sees a clean end of stream.
@@ -49,7 +49,6 @@ import functools
 import logging
 import math
 import os
-import queue
 import random
 import select
 import signal
@@ -57,6 +56,7 @@ import socket as socket_module
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -80,8 +80,6 @@ logger = logging.getLogger("sse_sync")
 
 RunnerKind = Literal["auto", "greenlet", "thread"]
 
-#: Largest chunk one write gathers from frames that are already queued.
-_MAX_BATCH = 64 * 1024
 #: How often an idle stream looks at its socket for a closed connection, in seconds.
 _DISCONNECT_POLL = 1.0
 
@@ -269,7 +267,13 @@ class Producer:
         self._queue_size = queue_size
         self._close_timeout = close_timeout
         self._context = context
-        self._queue: Any = None
+        # The hand-over: a deque (append and popleft are atomic) and two wakes, set only when
+        # the other side said it waits. No lock, nothing allocated per frame.
+        self._frames: deque[Any] = deque()
+        self._has_frames: Wake | None = None
+        self._has_room: Wake | None = None
+        self._reader_waiting = False
+        self._producer_waiting = False
         self._worker: Any = None  # the greenlet or thread, once started
         self._closed = False
         self._ended = False
@@ -286,14 +290,13 @@ class Producer:
         """Start the producer now rather than on the first read; idempotent, no-op once closed."""
         if self._worker is not None or self._closed:
             return
+        self._has_frames = new_wake()
+        self._has_room = new_wake()
         if self._gevent:
             import gevent
-            import gevent.queue
 
-            self._queue = gevent.queue.Queue(self._queue_size)
             self._worker = gevent.spawn(self._run)
         else:
-            self._queue = queue.Queue(self._queue_size)
             self._worker = threading.Thread(target=self._run, name="sse_sync-producer", daemon=True)
             self._worker.start()
 
@@ -327,16 +330,22 @@ class Producer:
         try:
             with self._context() if self._context is not None else nullcontext():
                 next_item, close_source = self._steps()
-                encode, put = self._encode, self._queue.put  # locals: looked up once, not per event
+                # Locals: looked up once, not per event.
+                encode, frames, size = self._encode, self._frames, self._queue_size
+                append, has_frames = frames.append, self._has_frames
+                assert has_frames is not None
                 try:
                     while not self._closed:
                         item = next_item()
                         if item is _END:
                             break
                         frame = encode(item)
-                        if self._closed:
+                        if len(frames) >= size and not self._wait_for_room():
                             break
-                        put(frame)  # blocks while the queue is full: backpressure
+                        append(frame)
+                        if self._reader_waiting:
+                            self._reader_waiting = False
+                            has_frames.set()
                 except Exception:
                     logger.exception("The event stream's source raised; ending the stream")
                 finally:
@@ -348,39 +357,53 @@ class Producer:
             logger.exception("Setting up the event stream's producer failed; ending the stream")
         finally:
             if not self._closed:
-                self._queue.put(_END)
+                self._frames.append(_END)
+                self._wake_reader()
+
+    def _wait_for_room(self) -> bool:
+        """Block while the queue is full (backpressure); whether to go on (not closed)."""
+        frames, size, has_room = self._frames, self._queue_size, self._has_room
+        assert has_room is not None
+        while len(frames) >= size and not self._closed:
+            has_room.clear()
+            self._producer_waiting = True  # published before looking again: no lost wake-up
+            if len(frames) >= size and not self._closed:
+                has_room.wait()
+            self._producer_waiting = False
+        return not self._closed
 
     def read_frames(self, timeout: float | None) -> bytes | None:
         """See :meth:`FrameSource.read_frames`; starts the producer on the first call."""
         if self._ended or self._closed:
             return b""
         self.start()
-        q = self._queue
-        try:
-            # Frames already waiting need no timed wait (under gevent, a timer and a Timeout).
-            first = q.get_nowait()
-        except queue.Empty:  # gevent.queue re-exports the stdlib's Empty
+        frames = self._frames
+        if not frames:
+            # Frames already waiting need no wait at all (under gevent, a timer and a switch).
+            has_frames = self._has_frames
+            assert has_frames is not None
+            has_frames.clear()
+            self._reader_waiting = True  # published before looking again: no lost wake-up
             try:
-                first = q.get(timeout=None if timeout is None else max(timeout, 0.0))
-            except queue.Empty:
-                return None
-        if first is _END:
+                if not frames:
+                    has_frames.wait(None if timeout is None else max(timeout, 0.0))
+            finally:
+                self._reader_waiting = False
+            if not frames:
+                return b"" if self._closed else None
+        popleft = frames.popleft
+        # What is queued now (at most queue_size frames and the end): one write. The producer
+        # only appends, so these pops cannot fail, and the end can only come last.
+        taken = [popleft() for _ in range(len(frames))]
+        if taken[-1] is _END:
             self._ended = True
+            taken.pop()
+        if self._producer_waiting:
+            self._producer_waiting = False
+            self._has_room.set()  # type: ignore[union-attr]
+        if not taken:
             return b""
-        frames = [first]
-        size = len(first)
-        get = q.get_nowait
-        while size < _MAX_BATCH:
-            try:
-                frame = get()
-            except queue.Empty:
-                break
-            if frame is _END:
-                self._ended = True
-                break
-            frames.append(frame)
-            size += len(frame)
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+        return taken[0] if len(taken) == 1 else b"".join(taken)
 
     def close(self) -> None:
         """Stop the producer: the source is closed on the producer; idempotent."""
@@ -392,32 +415,17 @@ class Producer:
             return
         if self._gevent and not self._native_thread:
             worker.kill(block=True, timeout=self._close_timeout)
-            self._wake_reader()
-            return
-        # Keep the queue drained so a producer blocked on put() wakes, sees _closed and stops.
-        deadline = time.monotonic() + self._close_timeout
-        while True:
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            remaining = deadline - time.monotonic()
-            if not self.running or remaining <= 0:
-                break
-            worker.join(min(remaining, 0.05))
+        else:
+            self._has_room.set()  # type: ignore[union-attr]  # a producer held by backpressure
+            if self.running:
+                worker.join(self._close_timeout)
         self._wake_reader()
 
     def _wake_reader(self) -> None:
-        """Wake a reader still waiting in read_frames() elsewhere (another thread or greenlet)."""
-        try:
-            self._queue.get_nowait()  # make room: the producer is gone or stopping
-        except queue.Empty:
-            pass
-        try:
-            self._queue.put_nowait(_END)
-        except queue.Full:
-            pass
+        """Wake a reader waiting in read_frames() elsewhere (another thread or greenlet)."""
+        has_frames = self._has_frames
+        if has_frames is not None:
+            has_frames.set()
 
 
 def _find_gunicorn_worker(environ: dict[str, Any]) -> None:

@@ -83,7 +83,7 @@ def test_close_frees_a_producer_blocked_on_a_full_queue() -> None:
 
     p = producer(gen(), queue_size=4, close_timeout=5)
     p.start()
-    wait_until(lambda: p._queue.full() and count == 4 + 1)
+    wait_until(lambda: len(p._frames) == 4 and count == 4 + 1)
     p.close()
     assert finished.is_set()
     assert not p.running
@@ -101,7 +101,7 @@ def test_backpressure_bounds_what_the_producer_runs_ahead() -> None:
 
     p = producer(gen(), queue_size=3)
     p.start()
-    wait_until(lambda: p._queue.full() and count == 3 + 1)
+    wait_until(lambda: len(p._frames) == 3 and count == 3 + 1)
     assert count == 4
     p.close()
     assert not p.running
@@ -295,5 +295,54 @@ def test_gevent_wake_times_out_and_is_woken_from_greenlets_and_threads() -> None
 
     result = subprocess.run(
         [sys.executable, "-c", GEVENT_WAKE], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("queue_size", [1, 2, 64])
+def test_every_frame_arrives_once_in_order_through_a_small_queue(queue_size: int) -> None:
+    """With a thread producer and a slower reader, 5,000 frames arrive once each, in order."""
+    stream = EventStream(producer(iter(range(5000)), queue_size=queue_size), ping=None)
+    chunks = list(stream)
+    assert b"".join(chunks) == b"".join(encode_item(i) for i in range(5000))
+    assert all(chunks)
+    assert stream.closed
+
+
+GEVENT_HAND_OVER = """
+from gevent import monkey; monkey.patch_all()
+import gevent, time
+from sse_sync._event import encode_item
+from sse_sync._runner import EventStream, Producer
+
+for size in (1, 3, 64):
+    for runner in ("greenlet", "thread"):
+        def gen():
+            for i in range(3000):
+                if i % 500 == 0:
+                    time.sleep(0.001)  # the reader waits for frames now and then
+                yield i
+        frames = Producer(gen(), encode_item, queue_size=size, runner=runner)
+        stream = EventStream(frames, ping=None)
+        chunks = []
+        for chunk in stream:
+            chunks.append(chunk)
+            if len(chunks) % 7 == 0:
+                gevent.sleep(0)  # the producer fills the queue and waits for room now and then
+        expected = b"".join(encode_item(i) for i in range(3000))
+        assert b"".join(chunks) == expected, (size, runner)
+        assert max(c.count(b"data:") for c in chunks) <= size, (size, runner)
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_every_frame_arrives_once_in_order() -> None:
+    """Under gevent (greenlet and thread-pool runners), frames cross a small queue in order."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_HAND_OVER], capture_output=True, text=True, timeout=120
     )
     assert result.stdout.strip() == "ok", result.stderr
