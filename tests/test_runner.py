@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,14 @@ from .conftest import wait_until
 
 def producer(source: Any, **kwargs: Any) -> Producer:
     return Producer(source, encode_item, **kwargs)
+
+
+def run_under_gevent(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (it monkey-patches); it must print ``ok``."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_nothing_starts_before_first_read() -> None:
@@ -231,16 +241,7 @@ print("ok")
 @pytest.mark.gevent
 def test_gevent_close_from_another_greenlet_wakes_the_reader() -> None:
     """Under gevent, close() from one greenlet ends a read blocked on another at once."""
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-c", GEVENT_CLOSE_FROM_ANOTHER_GREENLET],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == "ok", result.stderr
+    run_under_gevent(GEVENT_CLOSE_FROM_ANOTHER_GREENLET)
 
 
 GEVENT_WAKE = """
@@ -290,13 +291,7 @@ print("ok")
 @pytest.mark.gevent
 def test_gevent_wake_times_out_and_is_woken_from_greenlets_and_threads() -> None:
     """Under gevent, a wake times out, and set() from a greenlet or an OS thread ends a wait."""
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-c", GEVENT_WAKE], capture_output=True, text=True, timeout=60
-    )
-    assert result.stdout.strip() == "ok", result.stderr
+    run_under_gevent(GEVENT_WAKE)
 
 
 @pytest.mark.parametrize("queue_size", [1, 2, 64])
@@ -339,10 +334,4 @@ print("ok")
 @pytest.mark.gevent
 def test_gevent_every_frame_arrives_once_in_order() -> None:
     """Under gevent (greenlet and thread-pool runners), frames cross a small queue in order."""
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-c", GEVENT_HAND_OVER], capture_output=True, text=True, timeout=120
-    )
-    assert result.stdout.strip() == "ok", result.stderr
+    run_under_gevent(GEVENT_HAND_OVER)
