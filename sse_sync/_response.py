@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.datastructures import Headers
@@ -29,41 +29,44 @@ _DEFAULT_HEADERS = (
 )
 
 
-def _flask_context() -> Callable[[], AbstractContextManager[object]] | None:
-    """Copy the active Flask request context, to be pushed on the producer (else ``None``).
+def _flask_context() -> tuple[contextvars.Context, Callable[[], None] | None] | None:
+    """The view's context for the producer, and Flask's teardown for the stream's end.
 
-    The copy shares the view's ``request``, ``session`` and ``g``, but is pushed and popped on
-    the producer only, so no context leaks onto a server thread (pallets/flask#6123). Popping it
-    runs ``teardown_request``/``teardown_appcontext`` on the producer when the stream ends, which
-    releases what the stream opened (database sessions, ...).
+    The producer runs the source in a copy of the view's context variables, where Flask keeps
+    its request and app contexts: ``request``, ``session``, ``g``, ``current_app`` and
+    ``url_for`` work there as in the view (and so do the view's own contextvars). Nothing is
+    pushed, so no context can leak onto a server thread (pallets/flask#6123). When the stream
+    ends, the producer runs the app's ``teardown_request`` and ``teardown_appcontext`` hooks in
+    that context: the view's teardown ran when the view returned, and this one releases what the
+    stream opened (database sessions, ...); it is ``None`` when the app has no teardown hook
+    and no receiver of the teardown signals. ``None`` outside a Flask request.
     """
-    if "flask" not in sys.modules:
+    flask = sys.modules.get("flask")  # not imported here: an import statement costs more
+    if flask is None or not flask.has_request_context():
         return None
-    from flask import globals as flask_globals
-    from flask import has_request_context
+    # LocalProxy._get_current_object() (typed as the proxied class by Flask) unwraps the proxy.
+    app = flask.current_app._get_current_object()
+    signals = flask.signals
 
-    if not has_request_context():
-        return None
-    # LocalProxy._get_current_object() (typed as the proxied class by Flask) unwraps the proxies.
-    request_ctx = flask_globals.request_ctx._get_current_object()  # type: ignore[attr-defined]
-    g = flask_globals.g._get_current_object()
+    def teardown() -> None:
+        app.do_teardown_request(None)
+        app.do_teardown_appcontext(None)
 
-    @contextmanager
-    def pushed() -> Iterator[None]:
-        app_ctx = request_ctx.app.app_context()
-        app_ctx.g = g  # the view's g: what before_request hooks stored stays visible
-        with app_ctx, request_ctx.copy():
-            yield
-
-    return pushed
+    hooked = (
+        any(app.teardown_request_funcs.values())
+        or app.teardown_appcontext_funcs
+        or signals.request_tearing_down.receivers
+        or signals.appcontext_tearing_down.receivers
+    )
+    return contextvars.copy_context(), teardown if hooked else None
 
 
 def _current_flask_environ() -> WSGIEnvironment | None:
-    if "flask" not in sys.modules:
+    flask = sys.modules.get("flask")
+    if flask is None or not flask.has_request_context():
         return None
-    from flask import has_request_context, request
-
-    return request.environ if has_request_context() else None
+    environ: WSGIEnvironment = flask.request.environ
+    return environ
 
 
 class EventStreamResponse(Response):
@@ -140,13 +143,15 @@ class EventStreamResponse(Response):
                 raise TypeError(msg)
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
+            context, teardown = _flask_context() or (None, None)
             frames = Producer(
                 source,
                 encode,
                 runner=runner,
                 queue_size=queue_size,
                 close_timeout=close_timeout,
-                context=_flask_context(),
+                context=context,
+                teardown=teardown,
             )
         else:
             msg = (

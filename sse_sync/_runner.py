@@ -58,7 +58,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ._event import PING
@@ -114,11 +113,16 @@ def check_seconds(value: object, name: str) -> None:
 
 def gevent_active() -> bool:
     """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent)."""
-    if "gevent" not in sys.modules:
-        return False
-    from gevent import monkey
+    global _gevent_patched
+    if not _gevent_patched and "gevent" in sys.modules:
+        from gevent import monkey
 
-    return bool(monkey.is_module_patched("threading"))
+        # Remembered once true: monkey-patching is for the life of the process.
+        _gevent_patched = bool(monkey.is_module_patched("threading"))
+    return _gevent_patched
+
+
+_gevent_patched = False
 
 
 class FrameSource(Protocol):
@@ -154,13 +158,14 @@ class Wake(Protocol):
 def new_wake() -> Wake:
     """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
     if gevent_active():
-        from gevent._hub_local import get_hub_if_exists
-        from gevent._waiter import Waiter
+        if _GeventWake.waiter_class is None:
+            # Looked up once: an import statement per wait would cost more than the wait.
+            from gevent._hub_local import get_hub_if_exists
+            from gevent._waiter import Waiter
 
-        hub = get_hub_if_exists()
-        if hub is not None:
-            # Looked up once here: an import statement in wait() costs more than the wait.
             _GeventWake.waiter_class, _GeventWake.current_hub = Waiter, get_hub_if_exists
+        hub = _GeventWake.current_hub()
+        if hub is not None:
             return _GeventWake(hub)
     return threading.Event()
 
@@ -230,8 +235,8 @@ class Producer:
         (for sources that block in C code gevent cannot patch). ``"greenlet"`` requires gevent.
     :param queue_size: the most frames waiting for the client (backpressure beyond that).
     :param close_timeout: how long ``close()`` waits for a producer thread to finish.
-    :param context: a factory for a context manager entered around the whole run on the
-        producer, e.g. a copied Flask request context.
+    :param context: the context variables the source runs in, e.g. a copy of the view's.
+    :param teardown: called on the producer, in ``context``, once the source is closed.
     """
 
     def __init__(
@@ -242,7 +247,8 @@ class Producer:
         runner: RunnerKind = "auto",
         queue_size: int = 64,
         close_timeout: float = 1.0,
-        context: Callable[[], AbstractContextManager[object]] | None = None,
+        context: contextvars.Context | None = None,
+        teardown: Callable[[], None] | None = None,
     ) -> None:
         if runner not in ("auto", "greenlet", "thread"):
             msg = f"Expected runner to be 'auto', 'greenlet' or 'thread', got {runner!r}"
@@ -267,6 +273,7 @@ class Producer:
         self._queue_size = queue_size
         self._close_timeout = close_timeout
         self._context = context
+        self._teardown = teardown
         # The hand-over: a deque (append and popleft are atomic) and two wakes, set only when
         # the other side said it waits. No lock, nothing allocated per frame.
         self._frames: deque[Any] = deque()
@@ -328,37 +335,49 @@ class Producer:
 
     def _run(self) -> None:
         try:
-            with self._context() if self._context is not None else nullcontext():
-                next_item, close_source = self._steps()
-                # Locals: looked up once, not per event.
-                encode, frames, size = self._encode, self._frames, self._queue_size
-                append, has_frames = frames.append, self._has_frames
-                assert has_frames is not None
-                try:
-                    while not self._closed:
-                        item = next_item()
-                        if item is _END:
-                            break
-                        frame = encode(item)
-                        if len(frames) >= size and not self._wait_for_room():
-                            break
-                        append(frame)
-                        if self._reader_waiting:
-                            self._reader_waiting = False
-                            has_frames.set()
-                except Exception:
-                    logger.exception("The event stream's source raised; ending the stream")
-                finally:
-                    try:
-                        close_source()
-                    except Exception:
-                        logger.exception("Closing the event stream's source raised")
-        except Exception:
-            logger.exception("Setting up the event stream's producer failed; ending the stream")
+            if self._context is None:
+                self._produce()
+            else:
+                self._context.run(self._produce)
         finally:
             if not self._closed:
                 self._frames.append(_END)
                 self._wake_reader()
+
+    def _produce(self) -> None:
+        try:
+            next_item, close_source = self._steps()
+            # Locals: looked up once, not per event.
+            encode, frames, size = self._encode, self._frames, self._queue_size
+            append, has_frames = frames.append, self._has_frames
+            assert has_frames is not None
+            try:
+                while not self._closed:
+                    item = next_item()
+                    if item is _END:
+                        break
+                    frame = encode(item)
+                    if len(frames) >= size and not self._wait_for_room():
+                        break
+                    append(frame)
+                    if self._reader_waiting:
+                        self._reader_waiting = False
+                        has_frames.set()
+            except Exception:
+                logger.exception("The event stream's source raised; ending the stream")
+            finally:
+                try:
+                    close_source()
+                except Exception:
+                    logger.exception("Closing the event stream's source raised")
+        except Exception:
+            logger.exception("Setting up the event stream's producer failed; ending the stream")
+        finally:
+            if self._teardown is not None:
+                try:
+                    self._teardown()
+                except Exception:
+                    logger.exception("Tearing down the event stream's context raised")
 
     def _wait_for_room(self) -> bool:
         """Block while the queue is full (backpressure); whether to go on (not closed)."""
@@ -538,6 +557,7 @@ class EventStream:
         self.source = source
         self.ping = ping
         self.max_lifetime = max_lifetime
+        self._environ: dict[str, Any] | None = None
         self._socket: socket.socket | None = None
         self._closed = False
         self._end_at: float | None = None
@@ -545,6 +565,9 @@ class EventStream:
 
     def bind(self, environ: dict[str, Any]) -> None:
         """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
+        if environ is self._environ:
+            return  # bound by the response and again by the server's call: once is enough
+        self._environ = environ
         self._socket = _socket_of(environ)
         _warn_if_sync_worker(environ)
         _find_gunicorn_worker(environ)

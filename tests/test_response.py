@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, g, request
+from flask import Flask, g, request, request_tearing_down, url_for
 from pydantic import BaseModel
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
@@ -286,6 +287,53 @@ def test_view_helpers_pass_stream_options() -> None:
         assert response.headers["X-Stream"] == tag
         assert body(response) == data
         response.close()
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+def test_generator_sees_the_views_contextvars_and_url_for() -> None:
+    """The producer runs in a copy of the view's contextvars: its own, and url_for, work."""
+    app = Flask(__name__)
+
+    @app.get("/items/<int:n>")
+    def items(n: int) -> Any:
+        REQUEST_ID.set(f"req-{n}")
+
+        def gen() -> Iterator[Any]:
+            yield {
+                "id": REQUEST_ID.get(),
+                "next": url_for("items", n=n + 1),
+                "n": request.view_args,
+            }
+            REQUEST_ID.set("changed in the stream")
+
+        return sse_response(gen(), ping=None)
+
+    response = app.test_client().get("/items/7", buffered=False)
+    assert body(response) == b'data: {"id":"req-7","next":"/items/8","n":{"n":7}}\n\n'
+    response.close()
+    # The test client ran the view in this context; what the stream set stayed in its copy.
+    assert REQUEST_ID.get() == "req-7"
+
+
+def test_teardown_signal_receivers_run_for_the_stream_too() -> None:
+    """A receiver of request_tearing_down runs for the view and again when the stream ends."""
+    app = Flask(__name__)
+    threads: list[str] = []
+
+    def on_teardown(sender: Flask, **extra: Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    @app.get("/s")
+    def stream() -> Any:
+        return sse_response(iter([1]), ping=None)
+
+    with request_tearing_down.connected_to(on_teardown, app):
+        response = app.test_client().get("/s", buffered=False)
+        assert body(response) == b"data: 1\n\n"
+        response.close()
+    assert threads == ["MainThread", "sse_sync-producer"]
 
 
 def test_teardown_runs_for_the_view_and_once_more_for_the_stream() -> None:
