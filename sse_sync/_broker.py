@@ -33,7 +33,6 @@ import logging
 import re
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -562,7 +561,7 @@ class Subscription:
                 return []
         wake = self._wake
         assert wake is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
+        woken = False
         while True:
             # Look only when woken or when the last look may have left entries behind: an
             # idle stream's read every second then costs a wait and nothing else.
@@ -582,17 +581,15 @@ class Subscription:
                 self._look = bool(items)
                 if items:
                     return items
-            wait = None
-            if deadline is not None:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    return None
+            if woken and timeout is not None:
+                return None  # woken for nothing new: the caller waits again for what is left
             self._waiting = True
             try:
-                if not wake.wait(wait):
+                if not wake.wait(timeout):
                     return None  # what came meanwhile is read next time
             finally:
                 self._waiting = False
+            woken = True
 
     def read_frames(self, timeout: float | None) -> bytes | None:
         """Wait up to ``timeout`` seconds for events and return their wire frames, joined.

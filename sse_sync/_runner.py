@@ -58,7 +58,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from ._event import PING
 
@@ -84,6 +84,8 @@ _DISCONNECT_POLL = 1.0
 
 #: The fraction of the ping interval by which a ping may go out early.
 _PING_SLACK = 0.02
+_NEVER = math.inf
+_monotonic = time.monotonic
 
 _END = object()
 
@@ -215,7 +217,7 @@ class _GeventWake:
             return True
         timer = None
         if timeout is not None:
-            timer = self._hub.loop.timer(max(timeout, 0.0))
+            timer = self._hub.loop.timer(timeout if timeout > 0 else 0.0)
             timer.start(waiter.switch, False)
         try:
             return bool(waiter.get())
@@ -580,11 +582,53 @@ class EventStream:
         return self
 
     def __next__(self) -> bytes:
-        if self._closed:
-            raise StopIteration
+        if self._closed or self._ending is not None:
+            self._stop()
+        now = _monotonic()
+        # _NEVER (infinity) stands for "no limit": plain comparisons below, no None checks.
+        ping = self.ping
+        if ping is None:
+            deadline = due = _NEVER
+        else:
+            deadline = now + ping
+            # A wait may end a little early (gevent's timers count from the loop's cached
+            # time): a ping that early is due, rather than one more wake-up for the rest.
+            due = deadline - ping * _PING_SLACK
+        end_at = self._end_at
+        if end_at is None:
+            end_at = _NEVER
+            if self.max_lifetime is not None:
+                end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
+            self._end_at = end_at
         sock = self._socket
-        if self._ending is not None:
+        poll = _NEVER if sock is None else _DISCONNECT_POLL
+        read_frames = self.source.read_frames
+        while True:
+            if _gunicorn[1] is not None and draining():
+                return self._last_frame("drain")
+            if now >= end_at:
+                return self._last_frame("lifetime")
+            wake_at = deadline if deadline < end_at else end_at
+            if now + poll < wake_at:
+                wake_at = now + poll
+            frames = read_frames(None if wake_at == _NEVER else wake_at - now)
+            if frames:
+                return frames
+            if frames == b"":
+                self.close()
+                raise StopIteration
+            now = _monotonic()
+            if now >= due:
+                return PING  # no need to look at the socket: writing the ping will
+            if sock is not None and _peer_closed(sock):
+                self.close()
+                raise StopIteration
+
+    def _stop(self) -> NoReturn:
+        """End the iteration; right after the last frame (drain, lifetime), close first."""
+        if not self._closed:
             self.close()
+            sock = self._socket
             if self._ending == "drain" and sock is not None:
                 # The worker is stopping: after the last chunk, make gunicorn see the end of
                 # the connection at once instead of keeping it alive for another request.
@@ -592,40 +636,7 @@ class EventStream:
                     raw_socket(sock).shutdown(socket_module.SHUT_RD)
                 except OSError:
                     pass
-            raise StopIteration
-        ping = self.ping
-        now = time.monotonic()
-        if self.max_lifetime is not None and self._end_at is None:
-            self._end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
-        deadline = None if ping is None else now + ping
-        # A wait may end a little early (gevent's timers count from the loop's cached time):
-        # a ping that early is due, rather than one more wake-up to wait for the rest.
-        due = None if ping is None else now + ping * (1 - _PING_SLACK)
-        while True:
-            if draining():
-                return self._last_frame("drain")
-            now = time.monotonic()
-            if self._end_at is not None and now >= self._end_at:
-                return self._last_frame("lifetime")
-            if deadline is None:
-                wait = None if sock is None else _DISCONNECT_POLL
-            else:
-                wait = deadline - now
-                if sock is not None:
-                    wait = min(wait, _DISCONNECT_POLL)
-            if self._end_at is not None:
-                wait = self._end_at - now if wait is None else min(wait, self._end_at - now)
-            frames = self.source.read_frames(wait)
-            if frames:
-                return frames
-            if frames == b"":
-                self.close()
-                raise StopIteration
-            if due is not None and time.monotonic() >= due:
-                return PING  # no need to look at the socket: writing the ping will
-            if sock is not None and _peer_closed(sock):
-                self.close()
-                raise StopIteration
+        raise StopIteration
 
     def _last_frame(self, reason: str) -> bytes:
         """The ``retry:`` hint a stream ends with; the next ``next()`` ends the stream."""
