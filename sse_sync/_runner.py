@@ -160,36 +160,42 @@ class Wake(Protocol):
 def new_wake() -> Wake:
     """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
     if gevent_active():
-        if _GeventWake.waiter_class is None:
+        if _GeventWake.current_hub is _no_hub:
             # Looked up once: an import statement per wait would cost more than the wait.
+            from gevent import getcurrent
             from gevent._hub_local import get_hub_if_exists
-            from gevent._waiter import Waiter
 
-            _GeventWake.waiter_class, _GeventWake.current_hub = Waiter, get_hub_if_exists
+            _GeventWake.getcurrent, _GeventWake.current_hub = getcurrent, get_hub_if_exists
         hub = _GeventWake.current_hub()
         if hub is not None:
             return _GeventWake(hub)
     return threading.Event()
 
 
+def _no_hub() -> None:
+    return None
+
+
 class _GeventWake:
     """A :class:`Wake` for a greenlet of ``hub``'s thread; ``set()`` from any greenlet or thread.
 
     An idle stream waits with a timeout every second. gevent's ``Event.wait(timeout)`` arms a
-    ``Timeout`` that is raised into the greenlet when it expires; this waits on a hub ``Waiter``
-    with a plain loop timer instead, which costs about half as much.
+    ``Timeout`` that is raised into the greenlet when it expires; this waits with a plain loop
+    timer instead, which costs about half as much. ``wait(run=producer)`` also starts a
+    producer greenlet by switching to it at once, rather than behind every callback already
+    queued in the hub (such as the set-up of a burst of other requests).
     """
 
     __slots__ = ("_flag", "_hub", "_waiter")
 
-    #: gevent's ``Waiter`` and ``get_hub_if_exists``, set by :func:`new_wake`.
-    waiter_class: Any = None
-    current_hub: Callable[[], Any] = staticmethod(lambda: None)
+    #: greenlet's ``getcurrent`` and gevent's ``get_hub_if_exists``, set by :func:`new_wake`.
+    getcurrent: Callable[[], Any] = staticmethod(_no_hub)
+    current_hub: Callable[[], Any] = staticmethod(_no_hub)
 
     def __init__(self, hub: Any) -> None:
         self._hub = hub
         self._flag = False
-        self._waiter: Any = None  # the Waiter of the reader waiting now
+        self._waiter: _Resume | None = None  # how to resume the reader waiting now
 
     def set(self) -> None:
         self._flag = True
@@ -208,23 +214,46 @@ class _GeventWake:
     def is_set(self) -> bool:
         return self._flag
 
-    def wait(self, timeout: float | None = None) -> bool:
-        waiter = _GeventWake.waiter_class(self._hub)
+    def wait(self, timeout: float | None = None, run: Any = None) -> bool:
+        """Wait until set or ``timeout`` seconds passed; whether it was set.
+
+        :param run: a gevent ``Greenlet`` not started yet, to switch to instead of the hub: it
+            runs at once, and the wait goes on when it blocks or ends.
+        """
+        waiter = _Resume(_GeventWake.getcurrent())
         # Published before the flag is read: a set() from another thread sees one or the other.
         self._waiter = waiter
         if self._flag:
             self._waiter = None
+            if run is not None:
+                run.start()
             return True
         timer = None
         if timeout is not None:
             timer = self._hub.loop.timer(timeout if timeout > 0 else 0.0)
             timer.start(waiter.switch, False)
         try:
-            return bool(waiter.get())
+            return bool(run.switch() if run is not None else self._hub.switch())
         finally:
+            waiter.greenlet = None  # a late timer or set() finds nothing to switch to
             self._waiter = None
             if timer is not None:
                 timer.close()
+
+
+class _Resume:
+    """Switches a waiting greenlet back in, once; a no-op once its wait is over."""
+
+    __slots__ = ("greenlet",)
+
+    def __init__(self, greenlet: Any) -> None:
+        self.greenlet = greenlet
+
+    def switch(self, value: bool) -> None:
+        greenlet = self.greenlet
+        if greenlet is not None:
+            self.greenlet = None
+            greenlet.switch(value)
 
 
 class Producer:
@@ -297,17 +326,25 @@ class Producer:
 
     def start(self) -> None:
         """Start the producer now rather than on the first read; idempotent, no-op once closed."""
+        if self._create() and self._gevent:
+            self._worker.start()
+
+    def _create(self) -> bool:
+        """Make the producer (a greenlet is not started yet, a thread is); whether it was made."""
         if self._worker is not None or self._closed:
-            return
-        self._has_frames = new_wake()
-        self._has_room = new_wake()
+            return False
         if self._gevent:
             import gevent
 
-            self._worker = gevent.spawn(self._run)
+            gevent.get_hub()  # the wakes below are the hub's
+        self._has_frames = new_wake()
+        self._has_room = new_wake()
+        if self._gevent:
+            self._worker = gevent.Greenlet(self._run)
         else:
             self._worker = threading.Thread(target=self._run, name="sse_sync-producer", daemon=True)
             self._worker.start()
+        return True
 
     def _steps(self) -> tuple[Callable[[], Any], Callable[[], None]]:
         """Return ``(next_item, close_source)`` as they run on this producer."""
@@ -397,7 +434,14 @@ class Producer:
         """See :meth:`FrameSource.read_frames`; starts the producer on the first call."""
         if self._ended or self._closed:
             return b""
-        self.start()
+        # Under gevent the first read runs the new producer greenlet at once, from the wait
+        # below, rather than behind every callback already queued in the hub (a burst of
+        # requests would otherwise all be set up before any of them sends its first event).
+        start_now = False
+        if self._create() and self._gevent:
+            start_now = isinstance(self._has_frames, _GeventWake)
+            if not start_now:  # read from a thread that has no hub
+                self._worker.start()
         frames = self._frames
         if not frames:
             # Frames already waiting need no wait at all (under gevent, a timer and a switch).
@@ -406,8 +450,12 @@ class Producer:
             has_frames.clear()
             self._reader_waiting = True  # published before looking again: no lost wake-up
             try:
-                if not frames:
-                    has_frames.wait(None if timeout is None else max(timeout, 0.0))
+                wait = timeout if timeout is None or timeout > 0 else 0.0
+                if start_now:
+                    assert isinstance(has_frames, _GeventWake)
+                    has_frames.wait(wait, run=self._worker)
+                elif not frames:
+                    has_frames.wait(wait)
             finally:
                 self._reader_waiting = False
             if not frames:

@@ -335,3 +335,35 @@ print("ok")
 def test_gevent_every_frame_arrives_once_in_order() -> None:
     """Under gevent (greenlet and thread-pool runners), frames cross a small queue in order."""
     run_under_gevent(GEVENT_HAND_OVER)
+
+
+GEVENT_EAGER_START = """
+from gevent import monkey; monkey.patch_all()
+import gevent
+from sse_sync._event import encode_item
+from sse_sync._runner import Producer
+
+order = []
+
+def gen():
+    order.append("producer")
+    yield 1
+
+def reader():
+    producer = Producer(gen(), encode_item)
+    for _ in range(20):  # greenlets already queued in the hub, as in a burst of requests
+        gevent.spawn(order.append, "queued")
+    frames = producer.read_frames(5)
+    assert frames == b"data: 1\\n\\n", frames
+    assert producer.read_frames(5) == b""
+
+gevent.spawn(reader).get(timeout=10)
+assert order == ["producer"] + ["queued"] * 20, order
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_first_read_runs_the_producer_before_queued_greenlets() -> None:
+    """Under gevent, the first read switches to the new producer at once, ahead of the queue."""
+    run_under_gevent(GEVENT_EAGER_START)
