@@ -164,8 +164,10 @@ def new_wake() -> Wake:
             # Looked up once: an import statement per wait would cost more than the wait.
             from gevent import getcurrent
             from gevent._hub_local import get_hub_if_exists
+            from gevent._waiter import Waiter
 
-            _GeventWake.getcurrent, _GeventWake.current_hub = getcurrent, get_hub_if_exists
+            _GeventWake.waiter_class, _GeventWake.getcurrent = Waiter, getcurrent
+            _GeventWake.current_hub = get_hub_if_exists
         hub = _GeventWake.current_hub()
         if hub is not None:
             return _GeventWake(hub)
@@ -188,14 +190,15 @@ class _GeventWake:
 
     __slots__ = ("_flag", "_hub", "_waiter")
 
-    #: greenlet's ``getcurrent`` and gevent's ``get_hub_if_exists``, set by :func:`new_wake`.
+    #: gevent's ``Waiter``, ``getcurrent`` and ``get_hub_if_exists``, set by :func:`new_wake`.
+    waiter_class: Any = None
     getcurrent: Callable[[], Any] = staticmethod(_no_hub)
     current_hub: Callable[[], Any] = staticmethod(_no_hub)
 
     def __init__(self, hub: Any) -> None:
         self._hub = hub
         self._flag = False
-        self._waiter: _Resume | None = None  # how to resume the reader waiting now
+        self._waiter: Any = None  # how to resume the reader waiting now: a Waiter or _Resume
 
     def set(self) -> None:
         self._flag = True
@@ -220,7 +223,13 @@ class _GeventWake:
         :param run: a gevent ``Greenlet`` not started yet, to switch to instead of the hub: it
             runs at once, and the wait goes on when it blocks or ends.
         """
-        waiter = _Resume(_GeventWake.getcurrent())
+        # gevent's Waiter (compiled) when this greenlet waits in the hub, the same in Python when
+        # it runs another greenlet first (a Waiter can only be waited on in the hub).
+        waiter: Any = (
+            _GeventWake.waiter_class(self._hub)
+            if run is None
+            else _Resume(_GeventWake.getcurrent())
+        )
         # Published before the flag is read: a set() from another thread sees one or the other.
         self._waiter = waiter
         if self._flag:
@@ -233,9 +242,10 @@ class _GeventWake:
             timer = self._hub.loop.timer(timeout if timeout > 0 else 0.0)
             timer.start(waiter.switch, False)
         try:
-            return bool(run.switch() if run is not None else self._hub.switch())
+            return bool(waiter.get() if run is None else run.switch())
         finally:
-            waiter.greenlet = None  # a late timer or set() finds nothing to switch to
+            if run is not None:
+                waiter.greenlet = None  # a late timer or set() finds nothing to switch to
             self._waiter = None
             if timer is not None:
                 timer.close()
@@ -652,7 +662,8 @@ class EventStream:
         poll = _NEVER if sock is None else _DISCONNECT_POLL
         read_frames = self.source.read_frames
         while True:
-            if _gunicorn[1] is not None and draining():
+            worker = _gunicorn[1]  # draining(), inlined: this runs once per wake-up
+            if worker is not None and not worker.alive and draining():
                 return self._last_frame("drain")
             if now >= end_at:
                 return self._last_frame("lifetime")
