@@ -33,6 +33,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,6 +61,8 @@ RESET_EVENT = "reset"
 
 #: Comparable position of an entry in its channel: ``(seq, 0)`` in memory, ``(ms, seq)`` in Redis.
 Key = tuple[int, int]
+
+_monotonic = time.monotonic
 
 #: The most entries one read takes from one channel.
 _BATCH = 256
@@ -561,6 +564,8 @@ class Subscription:
                 return []
         wake = self._wake
         assert wake is not None
+        deadline = None if timeout is None else _monotonic() + timeout
+        wait = timeout
         woken = False
         while True:
             # Look only when woken or when the last look may have left entries behind: an
@@ -581,11 +586,13 @@ class Subscription:
                 self._look = bool(items)
                 if items:
                     return items
-            if woken and timeout is not None:
-                return None  # woken for nothing new: the caller waits again for what is left
+            if woken and deadline is not None:  # woken for nothing new: wait for what is left
+                wait = deadline - _monotonic()
+                if wait <= 0:
+                    return None
             self._waiting = True
             try:
-                if not wake.wait(timeout):
+                if not wake.wait(wait):
                     return None  # what came meanwhile is read next time
             finally:
                 self._waiting = False

@@ -169,7 +169,9 @@ def new_wake() -> Wake:
             _GeventWake.waiter_class, _GeventWake.getcurrent = Waiter, getcurrent
             _GeventWake.current_hub = get_hub_if_exists
         hub = _GeventWake.current_hub()
-        if hub is not None:
+        # Only the main thread's hub: a thread of gevent's pool may have a hub too, but the next
+        # step of a generator may run on another thread, which a patched Event copes with.
+        if hub is not None and hub.main_hub:
             return _GeventWake(hub)
     return threading.Event()
 
@@ -201,10 +203,13 @@ class _GeventWake:
         self._waiter: Any = None  # how to resume the reader waiting now: a Waiter or _Resume
 
     def set(self) -> None:
+        if self._flag:
+            return  # a wake-up is on its way, or the reader sees the flag before it waits
         self._flag = True
+        # _waiter is only read here, never cleared: from another thread, that could clear the
+        # next wait's waiter. The wait clears it; a late switch() on a waiter does nothing.
         waiter = self._waiter
         if waiter is not None:
-            self._waiter = None
             loop = self._hub.loop
             if _GeventWake.current_hub() is self._hub:
                 loop.run_callback(waiter.switch, True)
@@ -221,8 +226,14 @@ class _GeventWake:
         """Wait until set or ``timeout`` seconds passed; whether it was set.
 
         :param run: a gevent ``Greenlet`` not started yet, to switch to instead of the hub: it
-            runs at once, and the wait goes on when it blocks or ends.
+            runs at once, and the wait goes on when it blocks or ends. (gevent's spawn callbacks
+            are not called for it.)
         """
+        if run is not None and not self._hub:
+            # The hub has not run yet: a greenlet that ended before the wait would start the
+            # hub by returning to it. Let the hub start it, as gevent.spawn() does.
+            run.start()
+            run = None
         # gevent's Waiter (compiled) when this greenlet waits in the hub, the same in Python when
         # it runs another greenlet first (a Waiter can only be waited on in the hub).
         waiter: Any = (
@@ -235,6 +246,7 @@ class _GeventWake:
         if self._flag:
             self._waiter = None
             if run is not None:
+                waiter.greenlet = None
                 run.start()
             return True
         timer = None
@@ -453,8 +465,8 @@ class Producer:
             if not start_now:  # read from a thread that has no hub
                 self._worker.start()
         frames = self._frames
-        if not frames:
-            # Frames already waiting need no wait at all (under gevent, a timer and a switch).
+        # Frames already waiting need no wait at all (under gevent, a timer and a switch).
+        while not frames:
             has_frames = self._has_frames
             assert has_frames is not None
             has_frames.clear()
@@ -464,12 +476,15 @@ class Producer:
                 if start_now:
                     assert isinstance(has_frames, _GeventWake)
                     has_frames.wait(wait, run=self._worker)
+                    start_now = False
                 elif not frames:
                     has_frames.wait(wait)
             finally:
                 self._reader_waiting = False
-            if not frames:
-                return b"" if self._closed else None
+            if self._closed:
+                return b""
+            if not frames and timeout is not None:
+                return None  # (with no timeout, a late wake-up from the last round waits again)
         popleft = frames.popleft
         # What is queued now (at most queue_size frames and the end): one write. The producer
         # only appends, so these pops cannot fail, and the end can only come last.

@@ -181,3 +181,21 @@ def test_unread_subscriptions_keep_no_channel() -> None:
     with broker.subscribe("kept", last_event_id=None) as sub:
         assert sub.read_frames(0) is None
     assert broker.stats()["channels"] == 1  # a channel with history stays, for replay
+
+
+def test_a_wake_up_that_brings_nothing_does_not_end_a_timed_read_early() -> None:
+    """read_events(timeout) woken with nothing new waits out the rest of its timeout."""
+    import threading
+    import time
+
+    broker = MemoryBroker()
+    with broker.subscribe("c") as sub:
+        assert sub.read_events(0) is None  # registered, nothing yet
+        wake = sub._wake
+        assert wake is not None
+        timer = threading.Timer(0.05, wake.set)  # a wake-up with no event behind it
+        timer.start()
+        start = time.monotonic()
+        assert sub.read_events(0.5) is None
+        assert time.monotonic() - start >= 0.45
+        timer.join()

@@ -284,6 +284,30 @@ gevent.sleep(0.01)
 waiter.kill(block=True, timeout=5)
 assert waiter.dead and wake._waiter is None
 assert wake.wait(0.01) is False
+
+# set() from other threads never loses a wake-up: 300 rounds, each woken by a native thread
+# that sets twice (the second set() must not undo the next round's wait).
+for _ in range(300):
+    wake.clear()
+    start_new_thread(lambda: (wake.set(), wake.set()), ())
+    assert wake.wait(10) is True
+    assert wake.is_set()
+
+# wait(run=...) with the flag already set starts the greenlet later and returns at once; no
+# late switch lands in this greenlet afterwards.
+ran = []
+glet = gevent.Greenlet(ran.append, "ran")
+wake.set()
+assert wake.wait(10, run=glet) is True
+gevent.sleep(0.05)
+assert ran == ["ran"]
+
+# A wake made on a thread of gevent's pool (which may have a hub of its own) is a patched
+# Event, which any thread can wait on.
+def in_pool():
+    gevent.get_hub()
+    return type(new_wake()).__name__
+assert gevent.get_hub().threadpool.apply(in_pool) != "_GeventWake"
 print("ok")
 """
 
@@ -367,3 +391,23 @@ print("ok")
 def test_gevent_first_read_runs_the_producer_before_queued_greenlets() -> None:
     """Under gevent, the first read switches to the new producer at once, ahead of the queue."""
     run_under_gevent(GEVENT_EAGER_START)
+
+
+GEVENT_HUB_NOT_RUNNING = """
+from gevent import monkey; monkey.patch_all()
+from sse_sync._event import encode_item
+from sse_sync._runner import Producer
+
+# Read from the main greenlet before the hub ever ran: a producer that ends at once must not
+# end into the hub (which would start it wrongly); it is started the usual way instead.
+producer = Producer(iter([{"a": 1}]), encode_item)
+assert producer.read_frames(5) == b'data: {"a":1}\\n\\n'
+assert producer.read_frames(5) == b""
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_first_read_before_the_hub_ever_ran() -> None:
+    """Under gevent, a first read from the main greenlet, hub not yet running, still works."""
+    run_under_gevent(GEVENT_HUB_NOT_RUNNING)
