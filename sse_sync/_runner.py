@@ -9,6 +9,10 @@ Two pieces:
   writes every frame already waiting in one chunk, sends ``: ping`` when idle and stops when
   the client has gone.
 
+Both wait on a :class:`Wake` from :func:`new_wake`: a ``threading.Event``, or under gevent a
+cheaper flag that waits on the hub without raising a ``Timeout`` and can start a producer
+greenlet at once.
+
 Invariants, and why they hold:
 
 1. Nothing starts before the first ``next()``. Werkzeug sends no body for HEAD, 204 and 304
@@ -71,8 +75,10 @@ __all__ = [
     "FrameSource",
     "Producer",
     "RunnerKind",
+    "Wake",
     "draining",
     "gevent_active",
+    "new_wake",
 ]
 
 logger = logging.getLogger("sse_sync")
