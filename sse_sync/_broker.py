@@ -51,6 +51,7 @@ __all__ = [
     "Subscription",
     "check_channel",
     "check_sizes",
+    "cursors_of",
     "prepare_event",
 ]
 
@@ -287,6 +288,15 @@ class _Log:
             return False
         self._snapshot = None
         return True
+
+
+def cursors_of(logs: Iterable[_Log]) -> list[_Cursor]:
+    """Every cursor reading ``logs``, each log's read under its lock (a broker's ``close()``)."""
+    cursors: list[_Cursor] = []
+    for log in logs:
+        with log.lock:
+            cursors += log.cursors
+    return cursors
 
 
 def notify(cursors: tuple[_Cursor, ...], count: int) -> None:

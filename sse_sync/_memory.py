@@ -17,6 +17,7 @@ from ._broker import (
     _reset,
     check_channel,
     check_sizes,
+    cursors_of,
     notify,
     prepare_event,
 )
@@ -224,9 +225,5 @@ class MemoryBroker:
         with self._lock:
             self._closed = True
             logs = list(self._logs.values())
-        cursors: list[_Cursor] = []
-        for log in logs:
-            with log.lock:
-                cursors += log.cursors
-        for cursor in cursors:
+        for cursor in cursors_of(logs):
             cursor.sub.close()

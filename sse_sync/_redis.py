@@ -39,6 +39,7 @@ from ._broker import (
     _reset,
     check_channel,
     check_sizes,
+    cursors_of,
     notify,
     prepare_event,
 )
@@ -631,11 +632,7 @@ class RedisBroker:
         with proc.lock:
             logs = list(proc.logs.values())
             reader = proc.reader
-        cursors: list[_Cursor] = []
-        for log in logs:
-            with log.lock:
-                cursors += log.cursors
-        for cursor in cursors:
+        for cursor in cursors_of(logs):
             cursor.sub.close()
         if reader is not None and reader is not threading.current_thread():
             reader.join(self.block + 1.0)
