@@ -29,7 +29,16 @@ _DEFAULT_HEADERS = (
 )
 
 
-def _flask_context() -> tuple[contextvars.Context, Callable[[], None] | None] | None:
+def _active_flask() -> Any:
+    """The ``flask`` module when a Flask request is active here, else ``None``.
+
+    Flask is not imported here: if the app does not use it, it is not in ``sys.modules``.
+    """
+    flask = sys.modules.get("flask")
+    return flask if flask is not None and flask.has_request_context() else None
+
+
+def _flask_context(flask: Any) -> tuple[contextvars.Context, Callable[[], None] | None]:
     """The view's context for the producer, and Flask's teardown for the stream's end.
 
     The producer runs the source in a copy of the view's context variables, where Flask keeps
@@ -39,11 +48,9 @@ def _flask_context() -> tuple[contextvars.Context, Callable[[], None] | None] | 
     ends, the producer runs the app's ``teardown_request`` and ``teardown_appcontext`` hooks in
     that context: the view's teardown ran when the view returned, and this one releases what the
     stream opened (database sessions, ...); it is ``None`` when the app has no teardown hook
-    and no receiver of the teardown signals. ``None`` outside a Flask request.
+    and no receiver of the teardown signals. Call it in a Flask request, with
+    :func:`_active_flask`'s module.
     """
-    flask = sys.modules.get("flask")  # not imported here: an import statement costs more
-    if flask is None or not flask.has_request_context():
-        return None
     # LocalProxy._get_current_object() (typed as the proxied class by Flask) unwraps the proxy.
     app = flask.current_app._get_current_object()
     signals = flask.signals
@@ -59,14 +66,6 @@ def _flask_context() -> tuple[contextvars.Context, Callable[[], None] | None] | 
         or signals.appcontext_tearing_down.receivers
     )
     return contextvars.copy_context(), teardown if hooked else None
-
-
-def _current_flask_environ() -> WSGIEnvironment | None:
-    flask = sys.modules.get("flask")
-    if flask is None or not flask.has_request_context():
-        return None
-    environ: WSGIEnvironment = flask.request.environ
-    return environ
 
 
 class EventStreamResponse(Response):
@@ -126,6 +125,7 @@ class EventStreamResponse(Response):
                     )
                     raise ValueError(msg)
             all_headers.update(extra)
+        flask = _active_flask()
         frames: FrameSource
         if callable(getattr(source, "read_frames", None)):
             producer_options = (
@@ -143,7 +143,7 @@ class EventStreamResponse(Response):
                 raise TypeError(msg)
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
-            context, teardown = _flask_context() or (None, None)
+            context, teardown = _flask_context(flask) if flask is not None else (None, None)
             frames = Producer(
                 source,
                 encode,
@@ -160,9 +160,8 @@ class EventStreamResponse(Response):
             )
             raise TypeError(msg)
         stream = EventStream(frames, ping=ping, max_lifetime=max_lifetime)
-        environ = _current_flask_environ()
-        if environ is not None:
-            stream.bind(environ)
+        if flask is not None:
+            stream.bind(flask.request.environ)
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
 
     @property
