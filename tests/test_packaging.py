@@ -60,7 +60,7 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
 
 @pytest.mark.integration
 def test_wheel_installs_with_only_declared_dependencies(dist: Path, tmp_path: Path) -> None:
-    """A fresh venv with only the wheel and its dependencies imports sse_sync and runs an example."""
+    """A fresh venv holding the wheel and its dependencies imports sse_sync, runs an example."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
