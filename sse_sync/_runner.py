@@ -65,6 +65,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from ._event import PING
+from ._logging import route_records
 
 if TYPE_CHECKING:
     import socket
@@ -650,6 +651,7 @@ class EventStream:
             return  # bound by the response and again by the server's call: once is enough
         self._environ = environ
         self._socket = _socket_of(environ)
+        route_records(environ)
         _warn_if_sync_worker(environ)
         _find_gunicorn_worker(environ)
         # A broker subscription can cut off a client that stopped reading: it needs the socket.
