@@ -63,7 +63,7 @@ def create_app(version: Literal["3.2", "3.1"] = "3.1") -> OpenAPI:
     app.config["SWAGGER_CONFIG"] = {
         "docExpansion": "full",
         "defaultModelRendering": "model",
-        "defaultModelExpandDepth": 6,
+        "defaultModelExpandDepth": 10,
     }
 
     @app.get("/items/stream", responses=flask_openapi3_responses(app, Item, version=version))
