@@ -36,6 +36,7 @@ def sse_view(
     runner: RunnerKind = ...,
     close_timeout: float = ...,
     max_lifetime: float | None = ...,
+    schema: Any = ...,
 ) -> Callable[[Callable[P, Any]], Callable[P, Response]]: ...
 def sse_view(
     func: Callable[P, Any] | None = None,
@@ -47,6 +48,7 @@ def sse_view(
     runner: RunnerKind = "auto",
     close_timeout: float = 1.0,
     max_lifetime: float | None = None,
+    schema: Any = None,
 ) -> Callable[P, Response] | Callable[[Callable[P, Any]], Callable[P, Response]]:
     """Turn a view that returns (or is) a generator into an event stream view.
 
@@ -60,7 +62,12 @@ def sse_view(
                 time.sleep(1)
 
     A view that returns a :class:`~werkzeug.wrappers.Response` instead (say, a 403) is passed
-    through unchanged. The keyword arguments are those of :func:`sse_response`.
+    through unchanged. The other keyword arguments are those of :func:`sse_response`.
+
+    :param schema: what the events' ``data`` is, for the API docs (:mod:`sse_sync.openapi`):
+        a pydantic model or any type pydantic describes, or a mapping of event name to such a
+        type for a stream of several named events. It is recorded on the view, not enforced;
+        without it the docs read the generator's return annotation (``Iterator[Item]``).
     """
 
     def decorate(view: Callable[P, Any]) -> Callable[P, Response]:
@@ -79,6 +86,7 @@ def sse_view(
                 max_lifetime=max_lifetime,
             )
 
+        wrapper.__sse_schema__ = schema  # type: ignore[attr-defined]
         return wrapper
 
     return decorate if func is None else decorate(func)
