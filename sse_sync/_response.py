@@ -11,6 +11,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wrappers import Response
 
+from ._cors import CORS
 from ._event import encode_item
 from ._runner import EventStream, FrameSource, Producer, RunnerKind
 
@@ -97,6 +98,8 @@ class EventStreamResponse(Response):
         clients reconnect (and resume from their ``Last-Event-ID``) somewhere else from time
         to time; each stream picks between 80% and 100% of it. ``None``: no limit. Under
         gunicorn, streams also end this way within about a second when their worker stops.
+    :param cors: which other sites may read the stream (:class:`~sse_sync.CORS`); its headers
+        follow the request's ``Origin``. ``None``: same-origin pages only.
     """
 
     default_mimetype = "text/event-stream"
@@ -113,6 +116,7 @@ class EventStreamResponse(Response):
         close_timeout: float = 1.0,
         encode: Callable[[Any], bytes] = encode_item,
         max_lifetime: float | None = None,
+        cors: CORS | None = None,
     ) -> None:
         all_headers = Headers(_DEFAULT_HEADERS)
         if headers is not None:
@@ -162,12 +166,24 @@ class EventStreamResponse(Response):
         stream = EventStream(frames, ping=ping, max_lifetime=max_lifetime)
         if flask is not None:
             stream.bind(flask.request.environ)
+            if cors is not None:
+                all_headers.extend(cors.headers(flask.request.headers.get("Origin")))
+                cors = None
+        # Outside Flask the Origin is known only when the response is called.
+        self._cors = cors
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
 
     @property
     def event_stream(self) -> EventStream:
         """The app iterable that the WSGI server iterates and closes."""
         return self.response  # type: ignore[return-value]
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        """Add the CORS headers for the request's ``Origin`` when they are not in yet."""
+        headers = super().get_wsgi_headers(environ)
+        if self._cors is not None:
+            headers.extend(self._cors.headers(environ.get("HTTP_ORIGIN")))
+        return headers
 
     def get_app_iter(self, environ: WSGIEnvironment) -> Iterable[bytes]:
         """Bind the connection (for disconnect detection) before the server iterates."""
@@ -186,6 +202,7 @@ def sse_response(
     close_timeout: float = 1.0,
     encode: Callable[[Any], bytes] = encode_item,
     max_lifetime: float | None = None,
+    cors: CORS | None = None,
 ) -> EventStreamResponse:
     """Stream what ``source`` yields as Server-Sent Events.
 
@@ -214,4 +231,5 @@ def sse_response(
         close_timeout=close_timeout,
         encode=encode,
         max_lifetime=max_lifetime,
+        cors=cors,
     )

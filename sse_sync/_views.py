@@ -6,13 +6,15 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, ParamSpec, TypeVar, cast, overload
 
 from flask import Blueprint, Flask
+from flask.typing import RouteCallable
 from flask.views import View
 from pydantic import TypeAdapter, ValidationError
 from werkzeug.wrappers import Response
 
+from ._cors import CORS, cors_view
 from ._event import ServerSentEvent
 from ._response import HeadersLike, sse_response
 from ._runner import RunnerKind
@@ -37,6 +39,7 @@ def sse_view(
     close_timeout: float = ...,
     max_lifetime: float | None = ...,
     schema: Any = ...,
+    cors: CORS | None = ...,
 ) -> Callable[[Callable[P, Any]], Callable[P, Response]]: ...
 def sse_view(
     func: Callable[P, Any] | None = None,
@@ -49,6 +52,7 @@ def sse_view(
     close_timeout: float = 1.0,
     max_lifetime: float | None = None,
     schema: Any = None,
+    cors: CORS | None = None,
 ) -> Callable[P, Response] | Callable[[Callable[P, Any]], Callable[P, Response]]:
     """Turn a view that returns (or is) a generator into an event stream view.
 
@@ -62,7 +66,9 @@ def sse_view(
                 time.sleep(1)
 
     A view that returns a :class:`~werkzeug.wrappers.Response` instead (say, a 403) is passed
-    through unchanged. The other keyword arguments are those of :func:`sse_response`.
+    through unchanged. The other keyword arguments are those of :func:`sse_response`; with
+    ``cors`` the view also answers preflight (``OPTIONS``) requests, and its other responses
+    get the CORS headers too.
 
     :param schema: what the events' ``data`` is, for the API docs (:mod:`sse_sync.openapi`):
         a pydantic model or any type pydantic describes, or a mapping of event name to such a
@@ -87,7 +93,7 @@ def sse_view(
             )
 
         wrapper.__sse_schema__ = schema  # type: ignore[attr-defined]
-        return wrapper
+        return wrapper if cors is None else cors_view(wrapper, cors)
 
     return decorate if func is None else decorate(func)
 
@@ -151,11 +157,22 @@ class EventStreamView(View):
     runner: ClassVar[RunnerKind] = "auto"
     close_timeout: ClassVar[float] = 1.0
     max_lifetime: ClassVar[float | None] = None
+    #: Which other sites may read the streams (:class:`~sse_sync.CORS`); preflight
+    #: (``OPTIONS``) requests are then answered too.
+    cors: ClassVar[CORS | None] = None
 
     _adapters: ClassVar[dict[type, TypeAdapter[Any]]] = {}
 
     def __init__(self, route: str = "events") -> None:
         self.route = route
+
+    @classmethod
+    def as_view(cls, name: str, *class_args: Any, **class_kwargs: Any) -> RouteCallable:
+        """Flask's view function for this class, with :attr:`cors` applied when set."""
+        view = super().as_view(name, *class_args, **class_kwargs)
+        if cls.cors is None:
+            return view
+        return cors_view(cast("Callable[..., Response]", view), cls.cors)
 
     def events(self, **view_args: Any) -> Iterable[Any]:
         """Yield the events of the stream; override it. Plain blocking code is fine."""
