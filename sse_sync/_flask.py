@@ -93,8 +93,8 @@ def _public_channels(config: Mapping[str, Any]) -> frozenset[str] | None:
         return frozenset() if default is None else frozenset([default])
     if value == "*":
         return None
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, Iterable) or not all(isinstance(name, str) for name in names):
+    names = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+    if not all(isinstance(name, str) for name in names):
         msg = (
             f"Expected SSE_PUBLIC_CHANNELS to be '*', a channel or a list of channels, "
             f"got {value!r}"
@@ -185,6 +185,7 @@ class SSE:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         config = app.config
+        cors, public = _cors(config), _public_channels(config)
         broker = self._broker
         if broker is None:
             options: dict[str, Any] = {"max_pending": config["SSE_MAX_PENDING"]}
@@ -196,7 +197,6 @@ class SSE:
         default = config["SSE_DEFAULT_CHANNEL"]
         if default is not None:
             check_channel(default)
-        cors, public = _cors(config), _public_channels(config)
         app.extensions["sse_sync"] = _State(broker, cors, public)
         if config["SSE_REGISTER_BLUEPRINT"]:
             app.register_blueprint(self.blueprint, url_prefix=config["SSE_URL_PREFIX"] or None)
