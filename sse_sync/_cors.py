@@ -92,7 +92,7 @@ class CORS:
         elif isinstance(origins, Iterable) and not isinstance(origins, (bytes, Mapping)):
             checked = tuple(_check_origin(origin) for origin in origins)
             if not checked:
-                msg = "Expected at least one CORS origin, got none; pass no CORS for none"
+                msg = "Expected at least one CORS origin, got none: to allow none, pass no CORS"
                 raise ValueError(msg)
         else:
             msg = f"Expected CORS origins to be '*', an origin or a list of them, got {origins!r}"
@@ -119,8 +119,9 @@ class CORS:
     def headers(self, origin: str | None) -> list[tuple[str, str]]:
         """The CORS headers of a response to a request whose ``Origin`` header is ``origin``.
 
-        Empty for a same-origin request (no ``Origin``) under ``"*"``, and for an origin not
-        allowed; a list of origins always adds ``Vary: Origin``, as the answer depends on it.
+        No ``Access-Control-Allow-Origin`` for an origin not allowed, nor for a request without
+        ``Origin`` (same-origin); a list of origins always adds ``Vary: Origin``, as the answer
+        depends on it.
         """
         if self.origins == "*":
             return [] if origin is None else [("Access-Control-Allow-Origin", "*")]
