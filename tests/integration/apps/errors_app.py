@@ -38,8 +38,8 @@ def _forbidden() -> Iterator[Any]:
     yield "never"
 
 
-def _broken() -> Iterator[Any]:
-    raise RuntimeError("boom before the first item")
+def _broken(tag: str) -> Iterator[Any]:
+    raise RuntimeError(f"boom before the first item {tag}")
     yield "never"
 
 
@@ -79,7 +79,7 @@ def forbidden() -> Any:
 
 @app.get("/broken")
 def broken() -> Any:
-    return sse_response(_broken())
+    return sse_response(_broken(request.args.get("tag", "")))
 
 
 @app.get("/decorated")
@@ -135,7 +135,7 @@ def bare(request: Request) -> Response:
     if request.path == "/forbidden":
         return sse_response(_forbidden())
     if request.path == "/broken":
-        return sse_response(_broken())
+        return sse_response(_broken(request.args.get("tag", "")))
     raise Forbidden()
 
 
