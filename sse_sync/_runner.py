@@ -20,7 +20,8 @@ Invariants, and why they hold:
    Flask, before ``start_response`` otherwise), or by the first ``next()``. The response does
    not open a HEAD request or a 204/304, for which Werkzeug sends no body and never iterates,
    so such a response starts nothing. ``close()`` is idempotent and safe before, during and
-   after iteration.
+   after iteration. A stream opened but never handed to a server (the view returned another
+   response) asks its producer to stop when it is garbage-collected.
 2. Only the producer touches the source. ``next(source)`` and ``source.close()`` both run on
    the producer's greenlet/thread (a running generator cannot be closed from another thread).
    ``close()`` asks the producer to stop: under gevent it kills the greenlet, so
@@ -551,8 +552,12 @@ class Producer:
             raise failure
         return b""
 
-    def close(self) -> None:
-        """Stop the producer: the source is closed on the producer; idempotent."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the producer: the source is closed on the producer; idempotent.
+
+        :param wait: wait (up to ``close_timeout``) for the producer to finish; ``False`` only
+            asks it to stop, as a finalizer must.
+        """
         if self._closed:
             return
         self._closed = True
@@ -560,10 +565,10 @@ class Producer:
         if worker is None:
             return
         if self._gevent and not self._native_thread:
-            worker.kill(block=True, timeout=self._close_timeout)
+            worker.kill(block=wait, timeout=self._close_timeout)
         else:
             self._has_room.set()  # type: ignore[union-attr]  # a producer held by backpressure
-            if self.running:
+            if wait and self.running:
                 worker.join(self._close_timeout)
         failure = self._failure
         if failure is not None:  # raised before close() and never read: nobody else will log it
@@ -855,3 +860,14 @@ class EventStream:
         if not self._closed:
             self._closed = True
             self.source.close()
+
+    def __del__(self) -> None:
+        # A stream opened in a view but never sent (the view returned another response, an
+        # after_request hook raised): no server will close it, and its producer would wait
+        # for a reader forever. Only ask it to stop: a finalizer must not block.
+        # (getattr: the constructor may have raised before setting it.)
+        if getattr(self, "_open_at", None) is not None and not self._closed:
+            self._closed = True
+            source = self.source
+            if isinstance(source, Producer):
+                source.close(wait=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -291,3 +292,24 @@ def test_the_views_g_values_are_read_but_not_overwritten() -> None:
         b'data: {"user":"changed by the stream","keys":["lang","user"],"in":true}\n\n'
     )
     assert seen == {"view's user": "ada"}
+
+
+def test_a_stream_opened_but_never_sent_stops_its_source() -> None:
+    """A view that builds a stream, then returns something else, leaves no producer behind."""
+    finished = threading.Event()
+    app = Flask(__name__)
+
+    def endless() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            finished.set()
+
+    @app.get("/changed-its-mind")
+    def changed_its_mind() -> Any:
+        response = sse_response(endless(), queue_size=1, open_timeout=5)
+        del response  # the first item was read in the view: the source is running
+        return "", 204
+
+    assert app.test_client().get("/changed-its-mind").status_code == 204
+    assert finished.wait(5)
