@@ -160,10 +160,12 @@ class EventStreamResponse(Response):
 
     In a Flask view that wait happens in the view, before Flask's teardown of the view's
     context, so the source's first step runs there; the source runs with a ``g`` of its own
-    that reads through to the view's (what it sets stays its own). A ``HEAD`` request and a
-    204 or 304 status start nothing. Outside a request (no Flask request and the response not
-    called as a WSGI app), the first iteration waits instead, and an error there only ends
-    the stream.
+    that reads through to the view's (what it sets stays its own). A generator wrapped in
+    Flask's ``stream_with_context`` pushes the view's own contexts instead, so it is not read
+    in the view: it starts with the first iteration, as in Flask, and an error before its
+    first item only ends the stream. A ``HEAD`` request and a 204 or 304 status start
+    nothing. Outside a request (no Flask request and the response not called as a WSGI app),
+    the first iteration waits instead, and an error there only ends the stream.
 
     Returned from a Flask view, Flask may turn the instance into its own ``response_class``
     (``Response.force_type``); the stream keeps working because all of its behaviour lives in
@@ -270,8 +272,13 @@ class EventStreamResponse(Response):
         )
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
         if flask is not None:
-            # Before the view returns: what the source raises first is the view's error.
-            self._open(flask.request.environ)
+            # Before the view returns: what the source raises first is the view's error. Not a
+            # generator wrapped by Flask's stream_with_context: it pushes the view's own request
+            # and app contexts, which must not happen before the view pops them (Flask pops the
+            # last context pushed), so it starts with the first iteration, as in Flask.
+            code = getattr(source, "gi_code", None)
+            in_view = code is None or code.co_filename != flask.helpers.__file__
+            self._open(flask.request.environ, read_first=in_view)
 
     @property
     def event_stream(self) -> EventStream:
@@ -285,13 +292,16 @@ class EventStreamResponse(Response):
         constructor opened the stream already.
         """
         try:
-            self._open(environ)
+            self._open(environ, read_first=True)
         except HTTPException as exc:
             return exc(environ, start_response)
         return super().__call__(environ, start_response)
 
-    def _open(self, environ: WSGIEnvironment) -> None:
-        """Bind the connection, answer 204 after the ``end`` event, else open (may raise)."""
+    def _open(self, environ: WSGIEnvironment, *, read_first: bool) -> None:
+        """Bind the connection, answer 204 after the ``end`` event, else open (may raise).
+
+        :param read_first: wait for the source's first item here (see the class docstring).
+        """
         stream = self.event_stream
         stream.bind(environ)
         if stream.end_frame is not None and reconnects_after_end(environ):
@@ -300,7 +310,8 @@ class EventStreamResponse(Response):
         # What Werkzeug sends no body for (get_app_iter) starts nothing: HEAD stays cheap. Only
         # a producer can raise; a broker subscription is opened by its first iteration.
         if (
-            isinstance(stream.source, Producer)
+            read_first
+            and isinstance(stream.source, Producer)
             and environ.get("REQUEST_METHOD") != "HEAD"
             and not (100 <= self.status_code < 200 or self.status_code in (204, 304))
         ):

@@ -85,12 +85,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "END_RETRY_MS",
-    "OPEN_TIMEOUT",
-    "SOURCE_RAISED",
     "EventStream",
     "FrameSource",
+    "OPEN_TIMEOUT",
     "Producer",
     "RunnerKind",
+    "SOURCE_RAISED",
     "Wake",
     "draining",
     "gevent_active",
@@ -866,8 +866,7 @@ class EventStream:
         # after_request hook raised): no server will close it, and its producer would wait
         # for a reader forever. Only ask it to stop: a finalizer must not block.
         # (getattr: the constructor may have raised before setting it.)
-        if getattr(self, "_open_at", None) is not None and not self._closed:
+        source = getattr(self, "source", None)
+        if isinstance(source, Producer) and self._open_at is not None and not self._closed:
             self._closed = True
-            source = self.source
-            if isinstance(source, Producer):
-                source.close(wait=False)
+            source.close(wait=False)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, abort, g, request
+from flask import Flask, abort, g, request, stream_with_context
 from pydantic import BaseModel
 from werkzeug.exceptions import Forbidden
 from werkzeug.test import Client
@@ -313,3 +313,24 @@ def test_a_stream_opened_but_never_sent_stops_its_source() -> None:
 
     assert app.test_client().get("/changed-its-mind").status_code == 204
     assert finished.wait(5)
+
+
+def test_stream_with_context_generators_start_with_the_first_iteration() -> None:
+    """A stream_with_context generator is not read in the view: its early error ends the stream."""
+    app = Flask(__name__)
+
+    @app.get("/wrapped")
+    def wrapped() -> Any:
+        @stream_with_context
+        def gen() -> Iterator[Any]:
+            if request.args.get("deny"):
+                abort(403)
+            yield request.args.get("q")
+
+        return sse_response(gen(), ping=None)
+
+    client = app.test_client()
+    response = client.get("/wrapped?q=x", buffered=False)
+    assert (response.status_code, body(response)) == (200, b'data: "x"\n\n')
+    response = client.get("/wrapped?deny=1", buffered=False)
+    assert (response.status_code, body(response)) == (200, b"")
