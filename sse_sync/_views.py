@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, ParamSpec, TypeVar, cast, overload
@@ -20,8 +19,6 @@ from ._response import HeadersLike, sse_response
 from ._runner import RunnerKind
 
 __all__ = ["EventStreamView", "event_stream_route", "sse_view"]
-
-logger = logging.getLogger("sse_sync")
 
 P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,9 +122,9 @@ class EventStreamView(View):
 
     For people coming from fastapi-views' ``ServerSentEventsAPIView``. Set ``schema`` to a
     pydantic model (or any type pydantic validates) and the ``data`` of every event is
-    validated and serialized with it; data that does not fit is logged with the reason and the
-    stream ends cleanly. More streams on the same class are methods marked with
-    :func:`event_stream_route`.
+    validated and serialized with it; data that does not fit is an error of the source: before
+    the first event the response is a 500, after it the stream ends (logged with the reason).
+    More streams on the same class are methods marked with :func:`event_stream_route`.
 
     .. code-block:: python
 
@@ -216,13 +213,11 @@ class EventStreamView(View):
                 try:
                     valid = adapter.validate_python(data)
                 except ValidationError as exc:
-                    logger.error(
-                        "%s: event data does not match schema %s; ending the stream.\n%s",
-                        type(self).__name__,
-                        getattr(self.schema, "__name__", self.schema),
-                        exc,
-                    )
-                    return
+                    # Raised: before the first item it is the response's 500, after it the end
+                    # of the stream (logged), as any error of the source.
+                    schema = getattr(self.schema, "__name__", self.schema)
+                    msg = f"{type(self).__name__}: event data does not match schema {schema}\n{exc}"
+                    raise ValueError(msg) from exc
                 raw = adapter.dump_json(valid).decode()
                 if isinstance(item, ServerSentEvent):
                     fields = item.model_dump(exclude={"data"}, exclude_none=True)
