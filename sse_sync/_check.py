@@ -391,7 +391,7 @@ def _proxy_seen(headers: Mapping[str, str]) -> str:
 
 
 def _judge_response(obs: Observation, url: str) -> list[Finding]:
-    """Status, content type and headers; the first finding that fails ends the list."""
+    """Connection, status, content type, then the headers; a failure of the first three ends it."""
     if obs.error is not None:
         return [
             Finding(
@@ -779,7 +779,10 @@ def judge(
     :param http2_tried: whether HTTP/2 was offered (the ``h2`` package is installed).
     """
     findings = _judge_response(obs, url)
-    if any(f.status == "fail" for f in findings):
+    if (
+        findings[-1].check in ("connect", "status", "content-type")
+        and findings[-1].status == "fail"
+    ):
         return findings, None
     frames = split_frames(obs.chunks)
     buffering = _judge_buffering(obs, frames)
