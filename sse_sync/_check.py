@@ -157,6 +157,7 @@ class Observation:
     """What one connection brought; times are seconds since the request was sent.
 
     :param error: why there is no response (connection refused, TLS, timeout), or ``None``.
+    :param sent_at: when the request was sent, once it was.
     :param status_code: the response's status (after redirects, followed as browsers do).
     :param reason: the status's reason phrase.
     :param http_version: ``"HTTP/1.0"``, ``"HTTP/1.1"`` or ``"HTTP/2"``, as negotiated.
@@ -171,6 +172,7 @@ class Observation:
     """
 
     error: str | None = None
+    sent_at: float | None = None
     status_code: int = 0
     reason: str = ""
     http_version: str = ""
@@ -299,12 +301,14 @@ class _Connection:
             obs.ended_at, obs.end_error = self._now(), error
             obs.end = end
             if end == "deadline" and self._response is None:
-                obs.error = "no response headers before the deadline"
+                obs.error = f"no response headers within {obs.ended_at:.1f} s"
 
     def run(self) -> None:
         lib = _import_httpx()
         try:
-            with self._client.stream("GET", self._url, headers=self._headers) as response:
+            with self._client.stream(
+                "GET", self._url, headers=self._headers, extensions={"trace": self._trace}
+            ) as response:
                 with self._lock:
                     if self._over:
                         return
@@ -334,6 +338,13 @@ class _Connection:
             self._end("error", _describe(exc))
         finally:
             self.done.set()
+
+    def _trace(self, name: str, info: Mapping[str, object]) -> None:
+        """httpcore's trace hook: note when the request has gone out."""
+        if name.endswith(".send_request_body.complete"):
+            with self._lock:
+                if not self._over:
+                    self.observation.sent_at = self._now()
 
     def _record(self, response: httpx.Response) -> None:
         obs = self.observation
@@ -392,6 +403,19 @@ def _proxy_seen(headers: Mapping[str, str]) -> str:
 
 def _judge_response(obs: Observation, url: str) -> list[Finding]:
     """Connection, status, content type, then the headers; a failure of the first three ends it."""
+    if obs.error is not None and obs.sent_at is not None:
+        return [
+            Finding(
+                "status",
+                "fail",
+                f"the request was sent at {obs.sent_at:.2f} s, then {obs.error}: a browser's "
+                "EventSource stays in its connecting state",
+                "a WSGI server sends the headers with the first frame, so send one at once (a "
+                "comment will do: ServerSentEvent(comment=...)); a proxy that buffers or "
+                "compresses the stream may hold the headers too: see buffering and compression "
+                "in docs/operations.md",
+            )
+        ]
     if obs.error is not None:
         return [
             Finding(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from sse_sync._check import (
     Finding,
@@ -133,6 +134,16 @@ def test_wrong_content_type_fails() -> None:
     findings, frames = judge(obs, URL, idle_timeout=2)
     assert [(f.check, f.status) for f in findings] == [("status", "ok"), ("content-type", "fail")]
     assert "'text/html'" in findings[1].summary and "Server: nginx/1.22.1" in findings[1].summary
+    assert frames is None
+
+
+def test_request_sent_without_headers_fails_status() -> None:
+    """A request sent and never answered fails the status, naming both likely causes."""
+    obs = Observation(error="no response headers within 6.0 s", sent_at=0.01, ended_at=6.0)
+    findings, frames = judge(obs, URL, idle_timeout=2)
+    assert [(f.check, f.status) for f in findings] == [("status", "fail")]
+    assert "sent at 0.01 s, then no response headers within 6.0 s" in findings[0].summary
+    assert "first frame" in findings[0].fix and "buffers or compresses" in findings[0].fix
     assert frames is None
 
 
@@ -269,7 +280,9 @@ def test_report_text_and_json() -> None:
 # -- the command line -----------------------------------------------------------------------
 
 
-def run_cli(*args: str, code: str = "") -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, code: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m sse_sync ARGS`` (or ``code`` run before the CLI's main)."""
     command = [sys.executable, "-m", "sse_sync", *args]
     if code:
@@ -278,8 +291,8 @@ def run_cli(*args: str, code: str = "") -> subprocess.CompletedProcess[str]:
             "-c",
             f"{code}\nfrom sse_sync.__main__ import main\nraise SystemExit(main({list(args)!r}))",
         ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=full_env)
 
 
 @pytest.mark.parametrize(
@@ -335,7 +348,7 @@ def _free_port() -> int:
 class Nginx:
     """nginx in the foreground, one process, with its config, pid, logs and temp files in a dir."""
 
-    def __init__(self, directory: Path, upstream: int, location: str) -> None:
+    def __init__(self, directory: Path, upstream: int, location: str, tls: bool = False) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             pytest.fail("nginx not found: install it (apt-get install nginx; .ci/run does)")
@@ -344,6 +357,19 @@ class Nginx:
             f"{kind}_temp_path {directory / kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
+        listen = f"127.0.0.1:{self.port}"
+        self.scheme = "http"
+        self.ca: Path | None = None
+        if tls:
+            # A certificate for 127.0.0.1 from a throwaway CA, and HTTP/2 offered over ALPN.
+            ca = trustme.CA()
+            self.ca = directory / "ca.pem"
+            ca.cert_pem.write_to_path(str(self.ca))
+            cert = ca.issue_cert("127.0.0.1")
+            cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "cert.pem"))
+            listen += f" ssl http2; ssl_certificate {directory / 'cert.pem'}"
+            listen += f"; ssl_certificate_key {directory / 'cert.pem'}"
+            self.scheme = "https"
         config = directory / "nginx.conf"
         config.write_text(
             textwrap.dedent(
@@ -358,7 +384,7 @@ class Nginx:
                     access_log off;
                     {temp}
                     server {{
-                        listen 127.0.0.1:{self.port};
+                        listen {listen};
                         location / {{
                             proxy_pass http://127.0.0.1:{upstream};
                             {location}
@@ -388,7 +414,7 @@ class Nginx:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.process.terminate()
@@ -400,14 +426,14 @@ class Nginx:
 
 
 @pytest.fixture
-def nginx(tmp_path: Path, app_server: LiveServer) -> Iterator[Callable[[str], Nginx]]:
+def nginx(tmp_path: Path, app_server: LiveServer) -> Iterator[Callable[..., Nginx]]:
     """A factory of nginx proxies to the check app, each with its own location config."""
     started: list[Nginx] = []
 
-    def factory(location: str) -> Nginx:
+    def factory(location: str, tls: bool = False) -> Nginx:
         directory = tmp_path / f"nginx{len(started)}"
         directory.mkdir()
-        proxy = Nginx(directory, app_server.port, location)
+        proxy = Nginx(directory, app_server.port, location, tls)
         started.append(proxy)
         return proxy
 
@@ -427,9 +453,11 @@ RECOMMENDED = """
 """
 
 
-def check(url: str, *args: str) -> tuple[int, dict[str, Finding]]:
+def check(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Finding]]:
     """Run ``python -m sse_sync check URL --json ARGS``; return its exit code and findings."""
-    result = run_cli("check", url, "--json", *args)
+    result = run_cli("check", url, "--json", *args, env=env)
     assert result.returncode in (0, 1), result.stderr
     document = json.loads(result.stdout)
     assert document["ok"] is (result.returncode == 0)
@@ -455,7 +483,7 @@ def test_healthy_server_passes(app_server: LiveServer) -> None:
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_recommended_nginx_config_passes(nginx: Callable[[str], Nginx]) -> None:
+def test_recommended_nginx_config_passes(nginx: Callable[..., Nginx]) -> None:
     """Behind nginx configured as docs/nginx.conf says, the stream passes every check."""
     proxy = nginx(RECOMMENDED)
     code, findings = check(
@@ -467,7 +495,25 @@ def test_recommended_nginx_config_passes(nginx: Callable[[str], Nginx]) -> None:
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[[str], Nginx]) -> None:
+def test_http2_is_reported_when_negotiated(nginx: Callable[..., Nginx]) -> None:
+    """Over TLS with h2 installed, HTTP/2 is offered and reported when nginx speaks it."""
+    proxy = nginx(RECOMMENDED, tls=True)
+    code, findings = check(
+        f"{proxy.url}/events?pace=0.2&ping=0.5",
+        "--duration",
+        "2",
+        "--idle-timeout",
+        "1",
+        env={"SSL_CERT_FILE": str(proxy.ca)},  # httpx trusts this CA
+    )
+    assert code == 0, findings
+    assert set(summary(findings).values()) == {"ok"}, findings
+    assert findings["http-version"].summary.startswith("HTTP/2:")
+
+
+@pytest.mark.integration
+@pytest.mark.gevent
+def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[..., Nginx]) -> None:
     """nginx buffering an HTTP/1.0 upstream (4 KiB at a time) fails the buffering check."""
     proxy = nginx("proxy_buffering on;\nproxy_ignore_headers X-Accel-Buffering;")
     # ~2 KiB/s of events: nginx forwards its 4 KiB buffer every 2 s, cutting frames in two.
@@ -484,7 +530,7 @@ def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[[str], Nginx
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_nginx_gzip_is_reported(nginx: Callable[[str], Nginx]) -> None:
+def test_nginx_gzip_is_reported(nginx: Callable[..., Nginx]) -> None:
     """nginx compressing text/event-stream fails the compression check; events still arrive."""
     proxy = nginx(RECOMMENDED.replace("gzip off;", "gzip on; gzip_types text/event-stream;"))
     code, findings = check(
@@ -495,6 +541,20 @@ def test_nginx_gzip_is_reported(nginx: Callable[[str], Nginx]) -> None:
     assert "Content-Encoding: gzip" in findings["compression"].summary
     assert findings["stream"].status == "ok"
     assert [name for name, f in findings.items() if f.status == "fail"] == ["compression"]
+
+
+@pytest.mark.integration
+@pytest.mark.gevent
+def test_nginx_buffering_and_gzip_hold_the_headers(nginx: Callable[..., Nginx]) -> None:
+    """nginx buffering and compressing holds even the headers: the status check says so."""
+    proxy = nginx(
+        "proxy_buffering on;\nproxy_ignore_headers X-Accel-Buffering;\n"
+        "gzip on; gzip_types text/event-stream;"
+    )
+    code, findings = check(f"{proxy.url}/events?pace=0.2", "--duration", "1.5")
+    assert code == 1
+    assert summary(findings) == {"status": "fail"}
+    assert "no response headers within 1.5 s" in findings["status"].summary
 
 
 @pytest.mark.integration
