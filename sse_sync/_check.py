@@ -667,8 +667,6 @@ def _judge_pings(
     longest = end - start
     comments = [f.completed for f in frames if f.kind == "comment"]
     seen = f"{len(comments)} keep-alive comment(s)"
-    if not comments:
-        seen += " (a stream that is never quiet needs none)"
     if len(comments) >= 2:
         gaps = [b - a for a, b in zip(comments, comments[1:], strict=False)]
         seen += f", every {statistics.median(gaps):.1f} s (median)"
@@ -693,6 +691,8 @@ def _judge_pings(
             f"listened {obs.ended_at:.1f} s, less than the idle timeout of {idle_timeout:g} s, "
             "and saw no keep-alive comment: pass a longer --duration to check the pings",
         )
+    if not comments:
+        seen += " (a stream that is never quiet needs none)"
     return Finding(
         "pings",
         "ok",
