@@ -562,28 +562,25 @@ def test_nginx_buffering_and_gzip_hold_the_headers(nginx: Callable[..., Nginx]) 
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_server_without_pings_is_reported(app_server: LiveServer) -> None:
-    """A stream that goes quiet with ping=None fails the pings check past the idle timeout."""
+@pytest.mark.parametrize(
+    ("query", "duration", "failing", "words"),
+    [
+        # A stream that goes quiet with ping=None, past the idle timeout (1.5 s).
+        ("count=2&ping=none", "2.5", "pings", "longer than the idle timeout of 1.5 s"),
+        # A server that replays from the start when a client reconnects.
+        ("pace=0.1&resume=ignore", "1", "resume", "the first event was id '1'"),
+    ],
+)
+def test_server_faults_are_reported(
+    app_server: LiveServer, query: str, duration: str, failing: str, words: str
+) -> None:
+    """No pings, or Last-Event-ID ignored: that one check fails, saying what it saw."""
     code, findings = check(
-        f"{app_server.url}/events?count=2&ping=none", "--duration", "2.5", "--idle-timeout", "1.5"
+        f"{app_server.url}/events?{query}", "--duration", duration, "--idle-timeout", "1.5"
     )
     assert code == 1
-    assert findings["pings"].status == "fail"
-    assert "longer than the idle timeout of 1.5 s" in findings["pings"].summary
-    assert [name for name, f in findings.items() if f.status == "fail"] == ["pings"]
-
-
-@pytest.mark.integration
-@pytest.mark.gevent
-def test_server_ignoring_last_event_id_is_reported(app_server: LiveServer) -> None:
-    """A server that replays from the start on reconnect fails the resume check."""
-    code, findings = check(
-        f"{app_server.url}/events?pace=0.1&resume=ignore", "--duration", "1", "--idle-timeout", "1"
-    )
-    assert code == 1
-    assert findings["resume"].status == "fail"
-    assert "the first event was id '1'" in findings["resume"].summary
-    assert [name for name, f in findings.items() if f.status == "fail"] == ["resume"]
+    assert [name for name, f in findings.items() if f.status == "fail"] == [failing]
+    assert words in findings[failing].summary
 
 
 @pytest.mark.integration
