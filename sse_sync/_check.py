@@ -47,11 +47,14 @@ __all__ = [
     "Observation",
     "Report",
     "judge",
+    "judge_resume",
     "observe",
     "run_check",
+    "split_frames",
 ]
 
 Status = Literal["ok", "warn", "fail", "skip"]
+End = Literal["deadline", "enough", "closed", "error"]
 
 _BOM = "\ufeff".encode().decode("latin-1")  # as FrameSplitter sees it
 
@@ -156,9 +159,10 @@ class Report:
 class Observation:
     """What one connection brought; times are seconds since the request was sent.
 
-    :param error: why there is no response (connection refused, TLS, timeout), or ``None``.
+    :param error: why there is no connection (refused, DNS, TLS, timeout), or ``None``.
     :param sent_at: when the request was sent, once it was.
-    :param status_code: the response's status (after redirects, followed as browsers do).
+    :param status_code: the response's status (after redirects, followed as browsers do); 0
+        when no response came before listening stopped.
     :param reason: the status's reason phrase.
     :param http_version: ``"HTTP/1.0"``, ``"HTTP/1.1"`` or ``"HTTP/2"``, as negotiated.
     :param headers: the response headers, names in lower case, repeated ones joined by ``", "``.
@@ -181,7 +185,7 @@ class Observation:
     headers_at: float = 0.0
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
     ended_at: float = 0.0
-    end: Literal["deadline", "enough", "closed", "error"] = "deadline"
+    end: End = "deadline"
     end_error: str = ""
 
 
@@ -292,7 +296,7 @@ class _Connection:
     def _now(self) -> float:
         return time.monotonic() - self._start
 
-    def _end(self, end: Literal["deadline", "enough", "closed", "error"], error: str = "") -> None:
+    def _end(self, end: End, error: str = "") -> None:
         with self._lock:
             if self._over:
                 return
@@ -300,8 +304,6 @@ class _Connection:
             obs = self.observation
             obs.ended_at, obs.end_error = self._now(), error
             obs.end = end
-            if end == "deadline" and self._response is None:
-                obs.error = f"no response headers within {obs.ended_at:.1f} s"
 
     def run(self) -> None:
         lib = _import_httpx()
@@ -331,11 +333,15 @@ class _Connection:
             with self._lock:
                 if self._over:
                     return  # the deadline shut the connection down: not the server's doing
-                if self._response is None:
+                answered = self._response is not None
+                if not answered and not isinstance(exc, lib.ReadTimeout):
                     self._over = True
-                    self.observation.error = _describe(exc)
+                    self.observation.error = _describe(exc)  # no connection
                     return
-            self._end("error", _describe(exc))
+            if answered:
+                self._end("error", _describe(exc))
+            else:
+                self._end("deadline")  # the headers did not come within the duration
         finally:
             self.done.set()
 
@@ -403,25 +409,27 @@ def _proxy_seen(headers: Mapping[str, str]) -> str:
 
 def _judge_response(obs: Observation, url: str) -> list[Finding]:
     """Connection, status, content type, then the headers; a failure of the first three ends it."""
-    if obs.error is not None and obs.sent_at is not None:
+    if obs.error is None and obs.status_code == 0 and obs.sent_at is not None:
         return [
             Finding(
                 "status",
                 "fail",
-                f"the request was sent at {obs.sent_at:.2f} s, then {obs.error}: a browser's "
-                "EventSource stays in its connecting state",
+                f"the request was sent at {obs.sent_at:.2f} s, then no response headers came "
+                f"within {obs.ended_at:.1f} s: a browser's EventSource stays in its connecting "
+                "state",
                 "a WSGI server sends the headers with the first frame, so send one at once (a "
                 "comment will do: ServerSentEvent(comment=...)); a proxy that buffers or "
                 "compresses the stream may hold the headers too: see buffering and compression "
                 "in docs/operations.md",
             )
         ]
-    if obs.error is not None:
+    if obs.error is not None or obs.status_code == 0:
+        error = obs.error or f"no connection within {obs.ended_at:.1f} s"
         return [
             Finding(
                 "connect",
                 "fail",
-                f"no response from {url}: {obs.error}",
+                f"no response from {url}: {error}",
                 "check the URL, that the server runs and that this machine can reach it "
                 "(a proxy needs HTTPS_PROXY/HTTP_PROXY in the environment)",
             )
