@@ -509,7 +509,10 @@ def _judge_length(obs: Observation) -> Finding:
             "the layer that adds it holds the stream to count it: turn its buffering off for the "
             "stream (a proxy's response buffering, a WSGI middleware that reads the whole body)",
         )
-    framing = obs.headers.get("transfer-encoding", "close-delimited (no Content-Length)")
+    if obs.http_version == "HTTP/2":
+        framing = "HTTP/2 DATA frames"
+    else:
+        framing = obs.headers.get("transfer-encoding", "the connection's end")
     return Finding("content-length", "ok", f"no Content-Length; framing: {framing}")
 
 

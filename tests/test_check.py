@@ -394,8 +394,21 @@ class Nginx:
                 """
             )
         )
+        # util-linux's setpriv makes the kernel stop nginx when the test process dies, even
+        # killed: nginx never outlives the tests.
         self.process = subprocess.Popen(
-            [binary, "-p", str(directory), "-c", str(config), "-e", str(directory / "error.log")],
+            [
+                "setpriv",
+                "--pdeathsig",
+                "TERM",
+                binary,
+                "-p",
+                str(directory),
+                "-c",
+                str(config),
+                "-e",
+                str(directory / "error.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -472,16 +485,21 @@ def summary(findings: dict[str, Finding]) -> dict[str, str]:
 
 
 @pytest.mark.integration
-@pytest.mark.gevent
-def test_healthy_server_passes(app_server: LiveServer) -> None:
+@pytest.mark.parametrize(
+    "kind", [pytest.param("gevent", marks=pytest.mark.gevent), "gthread", "werkzeug"]
+)
+def test_healthy_server_passes(live_server: Callable[..., LiveServer], kind: str) -> None:
     """A healthy sse_sync stream: every check ok, the resume goes on after the last id, exit 0."""
+    server = live_server(kind, CHECK_APP)
     code, findings = check(
-        f"{app_server.url}/events?pace=0.2&ping=0.5", "--duration", "2", "--idle-timeout", "1"
+        f"{server.url}/events?count=3&pace=0.2&ping=0.5", "--duration", "2", "--idle-timeout", "1"
     )
     assert code == 0, findings
     assert set(summary(findings).values()) == {"ok"}, findings
     assert findings["http-version"].summary.startswith("HTTP/1.1")
-    assert "the stream went on at id" in findings["resume"].summary
+    assert findings["stream"].summary.startswith("3 event(s) and ")
+    assert "; 0 keep-alive" not in findings["pings"].summary  # pings came once it was idle
+    assert "the stream went on at id '4'" in findings["resume"].summary
 
 
 @pytest.mark.integration
