@@ -537,9 +537,10 @@ def test_http2_is_reported_when_negotiated(nginx: Callable[..., Nginx]) -> None:
 def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[..., Nginx]) -> None:
     """nginx buffering an HTTP/1.0 upstream (4 KiB at a time) fails the buffering check."""
     proxy = nginx("proxy_buffering on;\nproxy_ignore_headers X-Accel-Buffering;")
-    # ~2 KiB/s of events: nginx forwards its 4 KiB buffer every 2 s, cutting frames in two.
+    # ~2 KiB/s of events: nginx forwards its 4 KiB buffer every ~2 s, cutting frames in two.
+    # 8 s leave room for two pieces (one torn frame between them) at half that rate too.
     code, findings = check(
-        f"{proxy.url}/events?pace=0.05&pad=60", "--duration", "5", "--idle-timeout", "4"
+        f"{proxy.url}/events?pace=0.05&pad=60", "--duration", "8", "--idle-timeout", "6"
     )
     assert code == 1
     buffering = findings["buffering"]
