@@ -1,0 +1,249 @@
+"""HTTP/2 event streams in Chromium: sse_sync's gunicorn worker, and nginx terminating HTTP/2.
+
+Chromium speaks HTTP/2 only over TLS, so the servers use a self-signed certificate made here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sse_sync._event import encode_item
+
+from ..conftest import ROOT, LiveServer, StreamClient, start_server, wait_until
+from .apps.stream_app import FRAMES
+from .test_browser import _browser_or_skip
+
+pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
+
+H2_APP = "tests.integration.apps.h2_app:app"
+WORKER = "sse_sync.gunicorn.GeventWorker"
+NGINX = "/usr/sbin/nginx"
+DEPLOYMENT_MD = ROOT / "docs" / "deployment.md"
+
+#: Distinct tags across the tests of a module-scoped server (its /state accumulates them).
+_tags = itertools.count()
+
+# Opens ``count`` EventSources of ``url`` and ``pingers`` fetch() readers of ``pingUrl`` ("{i}"
+# in them is replaced by 0, 1, ...); window.h2 counts the messages of each EventSource and the
+# pings each reader saw.
+_OPEN = """([url, count, pingUrl, pingers]) => {
+  const h2 = window.h2 = {messages: [], pings: [], sources: [], aborts: []};
+  for (let i = 0; i < count; i++) {
+    const source = new EventSource(url.replace("{i}", i));
+    h2.messages.push(0);
+    source.onmessage = () => { h2.messages[i]++; };
+    h2.sources.push(source);
+  }
+  for (let i = 0; i < pingers; i++) {
+    const abort = new AbortController();
+    h2.pings.push(0);
+    h2.aborts.push(abort);
+    fetch(pingUrl.replace("{i}", i), {signal: abort.signal}).then(async (response) => {
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let text = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) return;
+        text += decoder.decode(value, {stream: true});
+        h2.pings[i] = text.split(": ping\\n\\n").length - 1;
+      }
+    }).catch(() => {});
+  }
+}"""
+
+_CLOSE_ALL = "() => { window.h2.sources.forEach(s => s.close()); window.h2.aborts.forEach(a => a.abort()); }"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def https_json(port: int, path: str) -> Any:
+    """GET ``path`` over HTTPS (HTTP/1.1, any certificate) and decode its JSON."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def _answers(process: subprocess.Popen[str], port: int, log: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"server exited:\n{log.read_text()}")
+    try:
+        https_json(port, "/state")
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key)."""
+    openssl = shutil.which("openssl") or "/usr/bin/openssl"
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def start_tls_gunicorn(
+    certificate: tuple[Path, Path], log: Path, worker: str = WORKER, *extra: str
+) -> LiveServer:
+    """gunicorn serving the HTTP/2 test app over TLS (h2 and HTTP/1.1) on a free port."""
+    cert, key = certificate
+    port = _free_port()
+    args = [sys.executable, "-m", "gunicorn", "-k", worker, "--http-protocols", "h2,h1"]
+    args += ["--certfile", str(cert), "--keyfile", str(key), "--bind", f"127.0.0.1:{port}"]
+    args += ["--workers", "1", "--timeout", "120", *extra, H2_APP]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SSE_SYNC_TEST_PARENT": str(os.getpid()),
+        "SSE_SYNC_TEST_KIND": "gunicorn",
+    }
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True
+        )
+    server = LiveServer(process, port)
+    try:
+        wait_until(lambda: _answers(process, port, log), timeout=30)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def h2_server(
+    certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """gunicorn with sse_sync's worker, serving HTTP/2 over TLS."""
+    server = start_tls_gunicorn(certificate, tmp_path_factory.mktemp("h2") / "gunicorn.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by playwright."""
+    executable = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(chromium: Any, url: str) -> Any:
+    """A page at ``url``, in a context that accepts the self-signed certificate."""
+    context = chromium.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(url + "/")
+    return page
+
+
+def ten_streams_over_one_connection(page: Any, get: Callable[[str], Any]) -> float:
+    """10 EventSources and 2 ping readers stream at once; returns the seconds until every
+    generator's finally ran after the page closed them all.
+
+    ``get(path)`` is the app's JSON at ``path`` (/state, /seen). The page must have come over
+    HTTP/2.
+    """
+
+    def state() -> Any:
+        return get("/state")
+
+    assert page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+    run = next(_tags)
+    tags = [f"es{run}-{i}" for i in range(10)] + [f"ping{run}-{i}" for i in range(2)]
+    sources = f"/tracked/es{run}-{{i}}?sleep=0.2"
+    page.evaluate(_OPEN, [sources, 10, f"/tracked/ping{run}-{{i}}?sleep=60&ping=0.2", 2])
+    page.wait_for_function("window.h2.messages.every(n => n >= 5)")
+    page.wait_for_function("window.h2.pings.every(n => n >= 3)")
+    assert state()["active"] >= 12
+    arrived = get("/seen")
+    ports = {arrived[f"/tracked/{tag}"][1] for tag in tags}
+    assert len(ports) == 1, arrived  # one connection
+    assert {arrived[f"/tracked/{tag}"][0] for tag in tags} == {"HTTP/2.0"}, arrived
+    assert not set(tags) & set(state()["finally_ran"])
+    closed = time.monotonic()
+    page.evaluate(_CLOSE_ALL)
+    wait_until(lambda: set(tags) <= set(state()["finally_ran"]), timeout=10)
+    return time.monotonic() - closed
+
+
+def test_ten_event_sources_stream_over_one_h2_connection(
+    chromium: Any, h2_server: LiveServer
+) -> None:
+    """10 EventSources on one HTTP/2 connection all stream, and each closed one ends promptly."""
+    page = open_page(chromium, f"https://127.0.0.1:{h2_server.port}")
+    try:
+        elapsed = ten_streams_over_one_connection(
+            page, lambda path: https_json(h2_server.port, path)
+        )
+    finally:
+        page.context.close()
+    assert elapsed < 2.0
+
+
+def test_closed_idle_h2_stream_runs_finally(chromium: Any, h2_server: LiveServer) -> None:
+    """Closing an EventSource whose stream writes nothing (no pings) runs its finally at once."""
+    run = next(_tags)
+    page = open_page(chromium, f"https://127.0.0.1:{h2_server.port}")
+    try:
+        # Each source sleeps 60 s after its first event, and sends no ping meanwhile.
+        page.evaluate(_OPEN, [f"/tracked/quiet{run}-{{i}}?sleep=60&ping=none", 3, "", 0])
+        page.wait_for_function("window.h2.messages.every(n => n == 1)")
+        tags = [f"quiet{run}-{i}" for i in range(3)]
+        wait_until(lambda: https_json(h2_server.port, "/state")["active"] >= 3)
+        closed = time.monotonic()
+        page.evaluate("window.h2.sources[1].close()")
+        wait_until(
+            lambda: tags[1] in https_json(h2_server.port, "/state")["finally_ran"], timeout=10
+        )
+        elapsed = time.monotonic() - closed
+        finished = https_json(h2_server.port, "/state")["finally_ran"]
+        assert tags[0] not in finished and tags[2] not in finished  # the others stream on
+        page.wait_for_function("window.h2.sources[0].readyState === EventSource.OPEN")
+    finally:
+        page.context.close()
+    assert elapsed < 2.0
