@@ -26,7 +26,7 @@ import pytest
 
 from sse_sync._event import encode_item
 
-from ..conftest import ROOT, LiveServer, StreamClient, start_server, wait_until
+from ..conftest import ROOT, STREAM_APP, LiveServer, StreamClient, start_server, wait_until
 from .apps.stream_app import FRAMES
 from .test_browser import _browser_or_skip
 
@@ -164,7 +164,8 @@ def chromium() -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--ignore-certificate-errors"],
         )
         try:
             yield browser
@@ -247,3 +248,60 @@ def test_closed_idle_h2_stream_runs_finally(chromium: Any, h2_server: LiveServer
     finally:
         page.context.close()
     assert elapsed < 2.0
+
+
+def test_sigterm_ends_h2_streams_within_seconds(
+    chromium: Any, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGTERM with HTTP/2 streams open: every stream's finally runs and gunicorn exits quickly."""
+    log = tmp_path / "gunicorn.log"
+    server = start_tls_gunicorn(certificate, log, WORKER, "--graceful-timeout", "60")
+    page = open_page(chromium, f"https://127.0.0.1:{server.port}")
+    try:
+        page.evaluate(_OPEN, ["/tracked/drain{i}?sleep=0.2", 5, "", 0])
+        page.wait_for_function("window.h2.messages.every(n => n >= 2)")
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(15)
+        elapsed = time.monotonic() - started
+    finally:
+        page.context.close()
+        server.stop()
+    print(f"\nSIGTERM with 5 HTTP/2 streams: gunicorn gone after {elapsed:.2f} s")
+    assert elapsed < 6.0
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def h1_server() -> Iterator[LiveServer]:
+    """sse_sync's worker serving plain HTTP/1.1, where it is gunicorn's gevent worker."""
+    server = start_server("gevent", STREAM_APP, extra_args=["-k", WORKER])
+    assert f"Using worker: {WORKER}" in server.log
+    yield server
+    server.stop()
+
+
+def test_http11_frames_are_byte_exact_with_the_worker(h1_server: LiveServer) -> None:
+    """Over HTTP/1.1 the worker streams the frames exactly as encoded, with the stream headers."""
+    with StreamClient(h1_server.port, "/frames") as client:
+        assert client.response.version == 11
+        assert client.response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+        body = client.read_all()
+    assert body == b"".join(encode_item(item) for item in FRAMES)
+
+
+def test_http11_disconnect_runs_finally_with_the_worker(h1_server: LiveServer) -> None:
+    """Over HTTP/1.1 a client that leaves an idle stream ends its generator within seconds."""
+    tag = f"h1-{next(_tags)}"
+    client = StreamClient(h1_server.port, f"/tracked/{tag}?sleep=30&ping=60")
+    client.read_until(lambda b: b"id: 1\n" in b)
+    assert tag not in h1_server.state()["finally_ran"]
+    client.close()
+    wait_until(lambda: tag in h1_server.state()["finally_ran"], timeout=5)
+
+
+def test_import_sse_sync_loads_neither_gunicorn_nor_gevent() -> None:
+    """``import sse_sync`` leaves gunicorn and gevent unloaded; only the worker module needs them."""
+    code = "import sys, sse_sync; print(sorted({'gunicorn', 'gevent', 'h2'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
