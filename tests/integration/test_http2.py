@@ -69,7 +69,9 @@ _OPEN = """([url, count, pingUrl, pingers]) => {
   }
 }"""
 
-_CLOSE_ALL = "() => { window.h2.sources.forEach(s => s.close()); window.h2.aborts.forEach(a => a.abort()); }"
+_CLOSE_ALL = (
+    "() => { window.h2.sources.forEach(s => s.close()); window.h2.aborts.forEach(a => a.abort()); }"
+)
 
 
 def _free_port() -> int:
@@ -182,17 +184,12 @@ def open_page(chromium: Any, url: str) -> Any:
     return page
 
 
-def ten_streams_over_one_connection(page: Any, get: Callable[[str], Any]) -> float:
-    """10 EventSources and 2 ping readers stream at once; returns the seconds until every
-    generator's finally ran after the page closed them all.
+def ten_streams_over_one_connection(page: Any, state: Callable[[], Any]) -> tuple[float, list[str]]:
+    """10 EventSources and 2 ping readers stream at once over HTTP/2, then the page closes them.
 
-    ``get(path)`` is the app's JSON at ``path`` (/state, /seen). The page must have come over
-    HTTP/2.
+    ``state`` returns the app's /state. Returns the seconds until every generator's ``finally``
+    ran after the close, and the tags of the 12 streams.
     """
-
-    def state() -> Any:
-        return get("/state")
-
     assert page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
     run = next(_tags)
     tags = [f"es{run}-{i}" for i in range(10)] + [f"ping{run}-{i}" for i in range(2)]
@@ -201,15 +198,22 @@ def ten_streams_over_one_connection(page: Any, get: Callable[[str], Any]) -> flo
     page.wait_for_function("window.h2.messages.every(n => n >= 5)")
     page.wait_for_function("window.h2.pings.every(n => n >= 3)")
     assert state()["active"] >= 12
-    arrived = get("/seen")
-    ports = {arrived[f"/tracked/{tag}"][1] for tag in tags}
-    assert len(ports) == 1, arrived  # one connection
-    assert {arrived[f"/tracked/{tag}"][0] for tag in tags} == {"HTTP/2.0"}, arrived
     assert not set(tags) & set(state()["finally_ran"])
     closed = time.monotonic()
     page.evaluate(_CLOSE_ALL)
     wait_until(lambda: set(tags) <= set(state()["finally_ran"]), timeout=10)
-    return time.monotonic() - closed
+    elapsed = time.monotonic() - closed
+    # A resource's timing entry, with the protocol it came over, appears once it has ended.
+    protocols = page.wait_for_function(
+        """(run) => {
+          const mine = performance.getEntriesByType("resource")
+            .filter(e => e.name.includes("/tracked/es" + run + "-"));
+          return mine.length === 10 && mine.map(e => e.nextHopProtocol);
+        }""",
+        arg=run,
+    ).json_value()
+    assert protocols == ["h2"] * 10
+    return elapsed, tags
 
 
 def test_ten_event_sources_stream_over_one_h2_connection(
@@ -218,11 +222,15 @@ def test_ten_event_sources_stream_over_one_h2_connection(
     """10 EventSources on one HTTP/2 connection all stream, and each closed one ends promptly."""
     page = open_page(chromium, f"https://127.0.0.1:{h2_server.port}")
     try:
-        elapsed = ten_streams_over_one_connection(
-            page, lambda path: https_json(h2_server.port, path)
+        elapsed, tags = ten_streams_over_one_connection(
+            page, lambda: https_json(h2_server.port, "/state")
         )
     finally:
         page.context.close()
+    arrived = https_json(h2_server.port, "/seen")
+    assert {arrived[f"/tracked/{tag}"][0] for tag in tags} == {"HTTP/2.0"}, arrived
+    assert len({arrived[f"/tracked/{tag}"][1] for tag in tags}) == 1, arrived  # one client port
+    print(f"\n12 HTTP/2 streams closed: every finally ran after {elapsed:.2f} s")
     assert elapsed < 2.0
 
 
@@ -301,7 +309,82 @@ def test_http11_disconnect_runs_finally_with_the_worker(h1_server: LiveServer) -
 
 
 def test_import_sse_sync_loads_neither_gunicorn_nor_gevent() -> None:
-    """``import sse_sync`` leaves gunicorn and gevent unloaded; only the worker module needs them."""
+    """``import sse_sync`` loads neither gunicorn, gevent nor h2: only the worker module does."""
     code = "import sys, sse_sync; print(sorted({'gunicorn', 'gevent', 'h2'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def nginx_snippet() -> str:
+    """The nginx server block of docs/deployment.md's "## HTTP/2" section."""
+    section = DEPLOYMENT_MD.read_text().split("\n## HTTP/2\n", 1)[1]
+    found = re.search(r"```nginx\n(.*?)```", section, re.S)
+    assert found, "docs/deployment.md lost its HTTP/2 nginx block"
+    return found.group(1)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test run that started it dies (Linux)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@pytest.fixture
+def nginx_h2(
+    certificate: tuple[Path, Path], tmp_path: Path, live_server: Callable[..., LiveServer]
+) -> Iterator[tuple[int, LiveServer]]:
+    """nginx running the documented block, in front of gunicorn -k gevent: (port, upstream)."""
+    if not Path(NGINX).exists():
+        reason = f"needs nginx at {NGINX}"
+        if os.environ.get("SSE_SYNC_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"SSE_SYNC_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    upstream = live_server("gevent", H2_APP)
+    port = _free_port()
+    cert, key = certificate
+    block = nginx_snippet()
+    for documented, here in [
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;"),
+        ("/etc/ssl/example.com.pem", str(cert)),
+        ("/etc/ssl/example.com.key", str(key)),
+        ("http://127.0.0.1:8000", f"http://127.0.0.1:{upstream.port}"),
+    ]:
+        assert documented in block, f"{documented!r} is no longer in the documented block"
+        block = block.replace(documented, here)
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp_paths = "".join(f"    {kind}_temp_path {tmp_path / kind};\n" for kind in kinds)
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\npid {tmp_path / 'nginx.pid'};\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{\n    access_log off;\n{temp_paths}{block}}}\n"
+    )
+    args = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    args += ["-e", str(tmp_path / "error.log")]
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=_die_with_parent,
+    )
+    proxy = LiveServer(process, port)
+    try:
+        wait_until(lambda: _answers(process, port, tmp_path / "error.log"), timeout=20)
+        yield port, upstream
+    finally:
+        proxy.stop()
+
+
+def test_ten_event_sources_through_nginx_terminating_h2(
+    chromium: Any, nginx_h2: tuple[int, LiveServer]
+) -> None:
+    """Behind nginx (HTTP/2 to the browser, HTTP/1.1 to gunicorn) 10 EventSources all stream."""
+    port, upstream = nginx_h2
+    page = open_page(chromium, f"https://127.0.0.1:{port}")
+    try:
+        elapsed, tags = ten_streams_over_one_connection(page, upstream.state)
+    finally:
+        page.context.close()
+    arrived = upstream.get_json("/seen")
+    assert {arrived[f"/tracked/{tag}"][0] for tag in tags} == {"HTTP/1.1"}, arrived
+    print(f"\nnginx, 12 HTTP/2 streams closed: every finally ran after {elapsed:.2f} s")
+    assert elapsed < 2.5
