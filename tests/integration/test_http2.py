@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,11 +94,11 @@ def https_json(port: int, path: str) -> Any:
         conn.close()
 
 
-def _answers(process: subprocess.Popen[str], port: int, log: Path) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"server exited:\n{log.read_text()}")
+def _answers(server: LiveServer) -> bool:
+    if server.process.poll() is not None:
+        raise AssertionError(f"server exited:\n{server.log}")
     try:
-        https_json(port, "/state")
+        https_json(server.port, "/state")
     except (OSError, http.client.HTTPException, ValueError):
         return False
     return True
@@ -120,13 +121,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def start_tls_gunicorn(
-    certificate: tuple[Path, Path], log: Path, worker: str = WORKER, *extra: str
-) -> LiveServer:
-    """gunicorn serving the HTTP/2 test app over TLS (h2 and HTTP/1.1) on a free port."""
+def start_tls_gunicorn(certificate: tuple[Path, Path], *extra: str) -> LiveServer:
+    """gunicorn with sse_sync's worker serving the HTTP/2 test app over TLS, on a free port."""
     cert, key = certificate
     port = _free_port()
-    args = [sys.executable, "-m", "gunicorn", "-k", worker, "--http-protocols", "h2,h1"]
+    args = [sys.executable, "-m", "gunicorn", "-k", WORKER, "--http-protocols", "h2,h1"]
     args += ["--certfile", str(cert), "--keyfile", str(key), "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", "1", "--timeout", "120", *extra, H2_APP]
     env = {
@@ -135,13 +134,21 @@ def start_tls_gunicorn(
         "SSE_SYNC_TEST_PARENT": str(os.getpid()),
         "SSE_SYNC_TEST_KIND": "gunicorn",
     }
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True
-        )
-    server = LiveServer(process, port)
+    return spawn(args, port, cwd=ROOT, env=env)
+
+
+def spawn(args: list[str], port: int, **popen: Any) -> LiveServer:
+    """Start ``args``, collecting its stderr; return once it answers HTTPS on ``port``."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    pump = threading.Thread(target=lines.extend, args=(process.stderr,), daemon=True)
+    pump.start()
+    server = LiveServer(process, port, lines, pump)
     try:
-        wait_until(lambda: _answers(process, port, log), timeout=30)
+        wait_until(lambda: _answers(server), timeout=30)
     except BaseException:
         server.stop()
         raise
@@ -149,13 +156,12 @@ def start_tls_gunicorn(
 
 
 @pytest.fixture(scope="module")
-def h2_server(
-    certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
+def h2_server(certificate: tuple[Path, Path]) -> Iterator[LiveServer]:
     """gunicorn with sse_sync's worker, serving HTTP/2 over TLS."""
-    server = start_tls_gunicorn(certificate, tmp_path_factory.mktemp("h2") / "gunicorn.log")
+    server = start_tls_gunicorn(certificate)
     yield server
     server.stop()
+    assert "Traceback" not in server.log, server.log
 
 
 @pytest.fixture(scope="module")
@@ -259,11 +265,10 @@ def test_closed_idle_h2_stream_runs_finally(chromium: Any, h2_server: LiveServer
 
 
 def test_sigterm_ends_h2_streams_within_seconds(
-    chromium: Any, certificate: tuple[Path, Path], tmp_path: Path
+    chromium: Any, certificate: tuple[Path, Path]
 ) -> None:
-    """SIGTERM with HTTP/2 streams open: every stream's finally runs and gunicorn exits quickly."""
-    log = tmp_path / "gunicorn.log"
-    server = start_tls_gunicorn(certificate, log, WORKER, "--graceful-timeout", "60")
+    """SIGTERM with HTTP/2 streams open: gunicorn exits within seconds, without a traceback."""
+    server = start_tls_gunicorn(certificate, "--graceful-timeout", "60")
     page = open_page(chromium, f"https://127.0.0.1:{server.port}")
     try:
         page.evaluate(_OPEN, ["/tracked/drain{i}?sleep=0.2", 5, "", 0])
@@ -277,7 +282,142 @@ def test_sigterm_ends_h2_streams_within_seconds(
         server.stop()
     print(f"\nSIGTERM with 5 HTTP/2 streams: gunicorn gone after {elapsed:.2f} s")
     assert elapsed < 6.0
-    assert "Traceback" not in log.read_text(), log.read_text()
+    assert "Traceback" not in server.log, server.log
+
+
+class H2Client:
+    """A raw HTTP/2 client over TLS (the h2 package), for what a browser cannot be made to do.
+
+    ``window`` is the receive window of each stream; only streams in ``acked`` get their
+    window credit back as their data arrives, the others stall once it is spent.
+    """
+
+    def __init__(self, port: int, window: int = 65535) -> None:
+        import h2.config
+        import h2.connection
+        import h2.settings
+
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        assert self.sock.selected_alpn_protocol() == "h2"
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.conn = h2.connection.H2Connection(config)
+        self.conn.initiate_connection()
+        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.flush()
+        self.acked: set[int] = set()
+        self.body: dict[int, bytes] = {}
+        self.ended: set[int] = set()
+
+    def flush(self) -> None:
+        self.sock.sendall(self.conn.data_to_send())
+
+    def request(self, method: str, path: str, length: int = 0) -> int:
+        """Send a request's headers; a body of ``length`` bytes follows with send_body()."""
+        stream_id: int = self.conn.get_next_available_stream_id()
+        headers = [(":method", method), (":path", path), (":scheme", "https")]
+        headers += [(":authority", "127.0.0.1"), ("content-length", str(length))]
+        self.conn.send_headers(stream_id, headers, end_stream=not length)
+        self.body[stream_id] = b""
+        self.flush()
+        return stream_id
+
+    def reset(self, stream_id: int) -> None:
+        self.conn.reset_stream(stream_id)
+        self.flush()
+
+    def ack(self, stream_id: int) -> None:
+        """Give back the window credit of everything received so far on ``stream_id``."""
+        self.acked.add(stream_id)
+        self.conn.acknowledge_received_data(len(self.body[stream_id]), stream_id)
+        self.flush()
+
+    def read_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Handle frames until ``predicate()`` holds; fail after ``timeout`` seconds."""
+        import h2.events
+
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; got {self.body!r}")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            assert data, "the server closed the connection"
+            for event in self.conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    self.body[event.stream_id] += event.data
+                    if event.stream_id in self.acked:
+                        size = event.flow_controlled_length
+                        self.conn.acknowledge_received_data(size, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.ended.add(event.stream_id)
+            self.flush()
+
+    def send_body(self, stream_id: int, body: bytes) -> None:
+        """Send ``body`` and end the stream, waiting for window credit as needed."""
+        while body:
+            window = self.conn.local_flow_control_window(stream_id)
+            size = min(window, self.conn.max_outbound_frame_size, len(body))
+            if size:
+                self.conn.send_data(stream_id, body[:size])
+                body = body[size:]
+                self.flush()
+            else:
+                self.read_until(lambda: self.conn.local_flow_control_window(stream_id) > 0)
+        self.conn.end_stream(stream_id)
+        self.flush()
+
+    def close(self) -> None:
+        self.conn.close_connection()
+        self.flush()
+        self.sock.close()
+
+
+def test_stalled_h2_stream_blocks_neither_the_connection_nor_its_reset(
+    h2_server: LiveServer,
+) -> None:
+    """A stream out of window credit waits alone: its neighbour streams, credit resumes it,
+    and a reset ends it (its finally runs)."""
+    run = next(_tags)
+    client = H2Client(h2_server.port, window=100)
+    try:
+        stalled = client.request("GET", f"/tracked/stalled{run}?sleep=0.01&ping=none")
+        flowing = client.request("GET", f"/tracked/flowing{run}?sleep=0.01&ping=none")
+        client.ack(flowing)
+        client.read_until(lambda: client.body[flowing].count(b"\n\n") >= 50)
+        assert len(client.body[stalled]) <= 100
+        client.ack(stalled)
+        client.read_until(lambda: client.body[stalled].count(b"\n\n") >= 10)
+        client.acked.discard(stalled)
+        client.reset(stalled)
+        wait_until(
+            lambda: f"stalled{run}" in https_json(h2_server.port, "/state")["finally_ran"],
+            timeout=5,
+        )
+        seen = len(client.body[flowing])
+        client.read_until(lambda: len(client.body[flowing]) > seen)
+    finally:
+        client.close()
+
+
+def test_h2_request_body_larger_than_the_window_arrives(h2_server: LiveServer) -> None:
+    """A 1 MB request body, 16 times the server's window, reaches the app while it reads."""
+    client = H2Client(h2_server.port)
+    try:
+        streaming = client.request("GET", "/idle?ping=0.1")
+        client.ack(streaming)
+        upload = client.request("POST", "/size", 1_000_000)
+        client.send_body(upload, b"x" * 1_000_000)
+        client.read_until(lambda: upload in client.ended)
+        assert json.loads(client.body[upload]) == {"size": 1_000_000}
+        assert client.body[streaming].count(b": ping\n\n") >= 1
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -353,25 +493,14 @@ def nginx_h2(
     kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     temp_paths = "".join(f"    {kind}_temp_path {tmp_path / kind};\n" for kind in kinds)
     (tmp_path / "nginx.conf").write_text(
-        f"daemon off;\nmaster_process off;\npid {tmp_path / 'nginx.pid'};\n"
+        f"daemon off;\nmaster_process off;\npid {tmp_path / 'nginx.pid'};\nerror_log stderr;\n"
         f"events {{ worker_connections 1024; }}\n"
         f"http {{\n    access_log off;\n{temp_paths}{block}}}\n"
     )
-    args = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
-    args += ["-e", str(tmp_path / "error.log")]
-    process = subprocess.Popen(
-        args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        preexec_fn=_die_with_parent,
-    )
-    proxy = LiveServer(process, port)
-    try:
-        wait_until(lambda: _answers(process, port, tmp_path / "error.log"), timeout=20)
-        yield port, upstream
-    finally:
-        proxy.stop()
+    args = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"]
+    proxy = spawn(args, port, preexec_fn=_die_with_parent)
+    yield port, upstream
+    proxy.stop()
 
 
 def test_ten_event_sources_through_nginx_terminating_h2(

@@ -28,6 +28,15 @@ def page() -> Any:
     return "<!doctype html><title>HTTP/2 event streams</title>"
 
 
+@app.post("/size")
+def size() -> Any:
+    """The size of the request body, read in 8 KiB pieces as it arrives."""
+    total = 0
+    while piece := request.stream.read(8192):
+        total += len(piece)
+    return jsonify(size=total)
+
+
 @app.get("/seen")
 def seen() -> Any:
     return jsonify(_seen)
