@@ -36,8 +36,9 @@ Invariants, and why they hold:
    greenlet is elsewhere (writing, ending the response) ends it before its next ``next()``.
 4. The connection outlives its streams. When the worker stops (``alive`` false) it takes no
    new streams (``REFUSED_STREAM``), lets the open ones finish (sse_sync's streams end
-   within about a second with a ``retry:`` hint) and then closes with ``GOAWAY``; when the
-   connection ends, its open streams are stopped as in 3. Either way the connection's
+   within about a second) and then closes with ``GOAWAY``. The reader sees ``alive`` each
+   time a read returns or times out (after ``--keep-alive`` seconds). When the connection
+   ends, its open streams are stopped as in 3. Either way the connection's
    greenlet returns only after every stream greenlet has ended, so gunicorn's graceful
    shutdown, which waits for the connection greenlets, waits for the streams too.
 
