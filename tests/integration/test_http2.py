@@ -292,18 +292,19 @@ class H2Client:
     window credit back as their data arrives, the others stall once it is spent.
     """
 
-    def __init__(self, port: int, window: int = 65535) -> None:
+    def __init__(self, port: int, window: int = 65535, tls: bool = True) -> None:
         import h2.config
         import h2.connection
         import h2.settings
 
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
-        assert self.sock.selected_alpn_protocol() == "h2"
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls:  # else HTTP/2 with prior knowledge, as a proxy may speak it
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["h2"])
+            self.sock = context.wrap_socket(self.sock, server_hostname="127.0.0.1")
+            assert self.sock.selected_alpn_protocol() == "h2"
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         self.conn = h2.connection.H2Connection(config)
         self.conn.initiate_connection()
@@ -333,8 +334,9 @@ class H2Client:
     def ack(self, stream_id: int) -> None:
         """Give back the window credit of everything received so far on ``stream_id``."""
         self.acked.add(stream_id)
-        self.conn.acknowledge_received_data(len(self.body[stream_id]), stream_id)
-        self.flush()
+        if self.body[stream_id]:
+            self.conn.acknowledge_received_data(len(self.body[stream_id]), stream_id)
+            self.flush()
 
     def read_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Handle frames until ``predicate()`` holds; fail after ``timeout`` seconds."""
@@ -416,6 +418,29 @@ def test_h2_request_body_larger_than_the_window_arrives(h2_server: LiveServer) -
         client.read_until(lambda: upload in client.ended)
         assert json.loads(client.body[upload]) == {"size": 1_000_000}
         assert client.body[streaming].count(b": ping\n\n") >= 1
+    finally:
+        client.close()
+
+
+def test_cleartext_h2_streams_run_side_by_side(live_server: Callable[..., LiveServer]) -> None:
+    """HTTP/2 with prior knowledge over cleartext: a quiet stream and a busy one run side by
+    side, and resetting the quiet one runs its finally."""
+    h2c = ["-k", WORKER, "--http-protocols", "h2,h1", "--http2-cleartext", "both"]
+    server = live_server("gevent", H2_APP, extra_args=h2c)
+    run = next(_tags)
+    client = H2Client(server.port, tls=False)
+    try:
+        quiet = client.request("GET", f"/tracked/quiet{run}?sleep=60&ping=none")
+        busy = client.request("GET", f"/tracked/busy{run}?sleep=0.01&ping=none")
+        client.ack(quiet)
+        client.ack(busy)
+        client.read_until(
+            lambda: b"id: 1\n" in client.body[quiet] and client.body[busy].count(b"\n\n") >= 20
+        )
+        client.reset(quiet)
+        wait_until(lambda: f"quiet{run}" in server.state()["finally_ran"], timeout=5)
+        assert f"busy{run}" not in server.state()["finally_ran"]
+        assert server.get_json("/seen")[f"/tracked/busy{run}"][0] == "HTTP/2.0"
     finally:
         client.close()
 
