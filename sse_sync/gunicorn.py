@@ -38,9 +38,13 @@ Invariants, and why they hold:
    new streams (``REFUSED_STREAM``), lets the open ones finish (sse_sync's streams end
    within about a second) and then closes with ``GOAWAY``. The reader sees ``alive`` each
    time a read returns or times out (after ``--keep-alive`` seconds). When the connection
-   ends, its open streams are stopped as in 3. Either way the connection's
-   greenlet returns only after every stream greenlet has ended, so gunicorn's graceful
-   shutdown, which waits for the connection greenlets, waits for the streams too.
+   ends, its open streams are stopped as in 3. Either way the connection's greenlet returns
+   only after every stream greenlet has ended, so gunicorn's graceful shutdown, which waits
+   for the connection greenlets, waits for the streams too. (Today the first sse_sync stream
+   to drain shuts the shared socket for reading after its last frame; the reader takes that
+   for the end of the connection, so the other streams end without their ``retry:`` frame.
+   They cannot be let finish instead: over TLS, nothing can be written once the read side
+   has ended.)
 
 Each HTTP/2 connection counts once against ``--worker-connections``; its concurrent streams
 are bounded by ``--http2-max-concurrent-streams`` (100 by default).
@@ -258,11 +262,8 @@ class GeventWorker(_GeventWorker):  # type: ignore[misc]
         conn = _Connection(self.cfg, client, addr)
 
         def serve(req: Any) -> None:
-            conn.serve(
-                req.stream.stream_id,
-                self._serve_http2_stream,
-                *(listener_name, req, client, addr, conn),
-            )
+            stream_id = req.stream.stream_id
+            conn.serve(stream_id, self._serve_http2_stream, listener_name, req, client, addr, conn)
 
         try:
             if upgrade is None:
