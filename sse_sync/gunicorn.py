@@ -40,11 +40,9 @@ Invariants, and why they hold:
    time a read returns or times out (after ``--keep-alive`` seconds). When the connection
    ends, its open streams are stopped as in 3. Either way the connection's greenlet returns
    only after every stream greenlet has ended, so gunicorn's graceful shutdown, which waits
-   for the connection greenlets, waits for the streams too. (Today the first sse_sync stream
-   to drain shuts the shared socket for reading after its last frame; the reader takes that
-   for the end of the connection, so the other streams end without their ``retry:`` frame.
-   They cannot be let finish instead: over TLS, nothing can be written once the read side
-   has ended.)
+   for the connection greenlets, waits for the streams too. (sse_sync's streams never shut
+   the shared socket down: over TLS nothing can be written once the read side has ended, so
+   one stream's drain would cut off the ``retry:`` frames of the others.)
 
 Each HTTP/2 connection counts once against ``--worker-connections``; its concurrent streams
 are bounded by ``--http2-max-concurrent-streams`` (100 by default).

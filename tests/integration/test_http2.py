@@ -285,6 +285,26 @@ def test_sigterm_ends_h2_streams_within_seconds(
     assert "Traceback" not in server.log, server.log
 
 
+def test_sigterm_ends_every_h2_stream_with_its_retry_hint(
+    certificate: tuple[Path, Path],
+) -> None:
+    """SIGTERM: each stream of an HTTP/2 connection ends with its own ``retry:`` hint."""
+    server = start_tls_gunicorn(certificate, "--graceful-timeout", "60")
+    client = H2Client(server.port)
+    try:
+        streams = [client.request("GET", f"/tracked/hint{i}?sleep=0.2") for i in range(8)]
+        for stream in streams:
+            client.ack(stream)
+        client.read_until(lambda: all(client.body[s].count(b"\n\n") >= 2 for s in streams))
+        server.process.send_signal(signal.SIGTERM)
+        client.read_until(lambda: client.ended >= set(streams))
+    finally:
+        client.sock.close()
+        server.stop()
+    for stream in streams:
+        assert re.search(rb"\nretry: \d+\n\n$", client.body[stream]), client.body[stream]
+
+
 class H2Client:
     """A raw HTTP/2 client over TLS (the h2 package), for what a browser cannot be made to do.
 
