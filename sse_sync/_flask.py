@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from ._broker import Broker, Subscription, check_channel
 from ._cors import CORS, preflight
+from ._logging import route_records
 from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
@@ -278,6 +279,7 @@ class SSE:
         return False
 
     def _stream_view(self) -> Response:
+        route_records(request.environ)  # before any warning this view logs
         state = self._state()
         config = current_app.config
         if request.method == "OPTIONS":

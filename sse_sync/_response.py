@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wrappers import Response
 
-from ._cors import CORS
+from ._cors import CORS, add_to_flask_response
 from ._event import ServerSentEvent, encode_item
 from ._request import END_ID, reconnects_after_end
 from ._runner import OPEN_TIMEOUT, EventStream, FrameSource, Producer, RunnerKind
@@ -274,13 +274,13 @@ class EventStreamResponse(Response):
             open_timeout=open_timeout,
             end_frame=_END_FRAME if stop_at_end else None,
         )
-        if flask is not None and cors is not None:
-            all_headers.extend(cors.headers(flask.request.headers.get("Origin")))
-            cors = None
         # Outside Flask the Origin is known only when the response is called.
-        self._cors = cors
+        self._cors = None if flask is not None else cors
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
         if flask is not None:
+            if cors is not None:
+                add_to_flask_response(cors)
+            flask.after_this_request(self._close_unless_sent)
             # Before the view returns: what the source raises first is the view's error. Not a
             # generator wrapped by Flask's stream_with_context: it pushes the view's own request
             # and app contexts, which must not happen before the view pops them (Flask pops the
@@ -288,6 +288,16 @@ class EventStreamResponse(Response):
             code = getattr(source, "gi_code", None)
             in_view = code is None or code.co_filename != flask.helpers.__file__
             self._open(flask.request.environ, read_first=in_view)
+
+    def _close_unless_sent(self, response: Response) -> Response:
+        """Flask's ``after_this_request``: stop a stream opened in the view but not sent.
+
+        The view raised (an error handler answered instead) or returned another response: no
+        server will iterate or close this stream, and its producer already runs.
+        """
+        if response.response is not self.response:
+            self.event_stream.close()
+        return response
 
     @property
     def event_stream(self) -> EventStream:
@@ -310,7 +320,10 @@ class EventStreamResponse(Response):
         try:
             self._open(environ, read_first=True)
         except HTTPException as exc:
-            return exc(environ, start_response)
+            answer = exc.get_response(environ)
+            if self._cors is not None:
+                answer.headers.extend(self._cors.headers(environ.get("HTTP_ORIGIN")))
+            return answer(environ, start_response)
         return super().__call__(environ, start_response)
 
     def _open(self, environ: WSGIEnvironment, *, read_first: bool) -> None:

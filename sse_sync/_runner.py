@@ -615,7 +615,8 @@ def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
     nothing about one of them, and shutting it down (a drain, a stuck subscriber) would end them
     all. There the server ends a stream the client reset (``sse_sync.gunicorn.GeventWorker``).
     """
-    if environ.get("HTTP_VERSION") == "2":
+    # SERVER_PROTOCOL, not HTTP_VERSION: any client can send a "Version: 2" header.
+    if str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/2"):
         return None
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     return sock if _CAN_POLL and hasattr(sock, "fileno") else None

@@ -334,3 +334,40 @@ def test_stream_with_context_generators_start_with_the_first_iteration() -> None
     assert (response.status_code, body(response)) == (200, b'data: "x"\n\n')
     response = client.get("/wrapped?deny=1", buffered=False)
     assert (response.status_code, body(response)) == (200, b"")
+
+
+def test_a_stream_the_view_does_not_return_is_stopped_when_the_request_ends() -> None:
+    """A stream opened in a view that then raises is closed with the request, not by the GC."""
+    import gc
+
+    ran: list[str] = []
+    opened = threading.Event()
+
+    def gen() -> Iterator[Any]:
+        try:
+            opened.set()
+            while True:  # until the queue is full: then held by backpressure
+                yield "more"
+        finally:
+            ran.append("finally")
+
+    app = Flask(__name__)
+
+    @app.get("/")
+    def view() -> Any:
+        stream = sse_response(gen(), ping=None)  # noqa: F841  # held by the traceback's frame
+        raise RuntimeError("the view failed after building its stream")
+
+    gc.disable()
+    try:
+        response = app.test_client().get("/")
+        assert response.status_code == 500
+        assert opened.is_set()
+        deadline = threading.Event()
+        for _ in range(100):
+            if ran:
+                break
+            deadline.wait(0.05)
+        assert ran == ["finally"]
+    finally:
+        gc.enable()
