@@ -718,8 +718,11 @@ def wait_closed(seconds: float) -> bool:
     .. code-block:: python
 
         def prices():
+            last = None
             while not sse_sync.wait_closed(0.5):
-                if (price := fetch_price()) != last:
+                price = fetch_price()
+                if price != last:
+                    last = price
                     yield price
 
     Call it inside the source while it runs, under gevent (where the producer greenlet is
