@@ -27,9 +27,7 @@ Invariants, and why they hold:
    ``close()`` asks the producer to stop: under gevent it kills the greenlet, so
    ``GreenletExit`` interrupts a producer blocked in ``time.sleep`` or socket I/O at once and the
    generator's ``finally`` blocks run; with threads it sets a flag and wakes a producer held
-   by backpressure, then waits ``close_timeout`` seconds for the thread. A
-   thread blocked inside the source cannot be interrupted by Python: it stops, closing the
-   source, as soon as its current ``next()`` returns.
+   by backpressure, then waits ``close_timeout`` seconds for the thread (and then see 8).
 3. Memory is bounded. The queue holds at most ``queue_size`` frames; a slow client holds
    the producer before it queues one more (backpressure). One write takes every frame
    already queued: no more than ``queue_size`` frames, in one chunk.
@@ -57,6 +55,20 @@ Invariants, and why they hold:
    opened: its first frames, or a ``: ping``. The same deadline bounds :meth:`EventStream.open`:
    the status is settled by the source's first item, its error, or the deadline, whichever
    comes first.
+8. A producer thread still running after ``close()``'s wait (2) is stopped without its
+   source's help: ``close()`` raises :class:`StreamClosed` in it with CPython's
+   ``PyThreadState_SetAsyncExc``, which lands at the thread's next bytecode, and does not
+   wait for it. It can only land in the producer's own code: it is fired at most once, under
+   the producer's ``_interrupt_lock``, only while the thread runs the source part of
+   :meth:`Producer._run_interruptible`; leaving that part takes the same lock and cancels one
+   still pending (a second call, with NULL), so threading's code after it never sees it. A
+   thread blocked in C sees it only when the call returns: ``_Stragglers`` watches each one
+   for ``_STOP_GRACE`` seconds and warns once per process (its thread runs only while it
+   watches). Not done under gevent (a greenlet is killed instead; ``runner="thread"`` steps
+   run on gevent's shared pool, whose threads move on to other streams' steps) nor by
+   ``close(wait=False)``, a finalizer's, which must not block or take locks: those producers
+   stop at their next ``yield``. Sources can look instead, with :func:`stream_closed` and
+   :func:`wait_closed` (the producer is in a context variable, set on the producer).
 """
 
 from __future__ import annotations
