@@ -566,13 +566,18 @@ def test_a_producer_ending_as_it_is_stopped_never_raises_elsewhere(
     escaped: list[Any] = []
     monkeypatch.setattr(threading, "excepthook", escaped.append)
     finished: list[int] = []
+    ended: list[str] = []
 
     def gen(n: int) -> Iterator[int]:
         try:
             yield n
-            deadline = time.perf_counter() + (n % 20) * 0.0001
+            deadline = time.perf_counter() + (n % 30) * 0.0005
             while time.perf_counter() < deadline:  # ends about when close_timeout=0 runs out
                 pass
+            ended.append("returned")
+        except sse_sync.StreamClosed:
+            ended.append("StreamClosed")
+            raise
         finally:
             finished.append(n)
 
@@ -587,6 +592,7 @@ def test_a_producer_ending_as_it_is_stopped_never_raises_elsewhere(
     wait_until(lambda: not _thread_names(), timeout=5)
     assert sorted(finished) == list(range(300))
     assert escaped == []
+    assert set(ended) == {"returned", "StreamClosed"}  # both sides of the race were run
 
 
 @pytest.mark.parametrize("function", [sse_sync.stream_closed, lambda: sse_sync.wait_closed(1)])
