@@ -186,7 +186,7 @@ class EventStreamResponse(Response):
         ``"thread"``: under gevent, a native thread of gevent's thread pool, for sources that
         block in C code gevent cannot patch (the pool's size bounds how many run at once).
     :param close_timeout: with threads, how long ``close()`` waits for the producer to stop
-        after a disconnect before leaving it to finish on its own.
+        after a disconnect before raising :class:`~sse_sync.StreamClosed` in it.
     :param encode: turns one item into wire bytes; the default is described above.
     :param max_lifetime: seconds after which the stream ends with a ``retry:`` hint, so that
         clients reconnect (and resume from their ``Last-Event-ID``) somewhere else from time

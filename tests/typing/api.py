@@ -13,10 +13,13 @@ from sse_sync import (
     EventStreamResponse,
     EventStreamView,
     ServerSentEvent,
+    StreamClosed,
     event_stream_route,
     last_event_id,
     sse_response,
     sse_view,
+    stream_closed,
+    wait_closed,
 )
 
 app = Flask(__name__)
@@ -75,3 +78,14 @@ class Stream(EventStreamView):
 
 
 Stream.register(app, "/stream")
+
+
+@app.get("/polling")
+@sse_view
+def polling() -> Iterator[int]:
+    try:
+        while not wait_closed(0.5):
+            if not stream_closed():
+                yield 1
+    except StreamClosed:
+        raise
