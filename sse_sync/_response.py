@@ -11,7 +11,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wrappers import Response
 
-from ._event import encode_item
+from ._items import ItemRules, check_items, item_encoder
 from ._runner import EventStream, FrameSource, Producer, RunnerKind
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ class EventStreamResponse(Response):
     Usually built with :func:`sse_response`, which takes the same arguments. The source runs
     off the request thread from the first iteration on: a greenlet under gevent, an OS thread
     otherwise. Each item it yields is sent as an event: a :class:`ServerSentEvent` as it says,
-    ``bytes`` as pre-framed wire bytes, anything else as the JSON ``data`` of an unnamed event.
+    ``bytes`` as pre-framed wire bytes, a ``str`` of complete event-stream frames as those
+    frames, anything else as the JSON ``data`` of an unnamed event (``items`` picks other rules).
 
     Returned from a Flask view, Flask may turn the instance into its own ``response_class``
     (``Response.force_type``); the stream keeps working because all of its behaviour lives in
@@ -92,11 +93,16 @@ class EventStreamResponse(Response):
         block in C code gevent cannot patch (the pool's size bounds how many run at once).
     :param close_timeout: with threads, how long ``close()`` waits for the producer to stop
         after a disconnect before leaving it to finish on its own.
-    :param encode: turns one item into wire bytes; the default is described above.
+    :param encode: turns one item into wire bytes; by default, the ``items`` rules.
     :param max_lifetime: seconds after which the stream ends with a ``retry:`` hint, so that
         clients reconnect (and resume from their ``Last-Event-ID``) somewhere else from time
         to time; each stream picks between 80% and 100% of it. ``None``: no limit. Under
         gunicorn, streams also end this way within about a second when their worker stops.
+    :param items: which rules turn items into events: ``"default"`` (described above; a
+        ``str`` made of complete event-stream frames is sent as those frames),
+        ``"sse-starlette"`` (dicts of event fields, ``str`` sent as text) or
+        ``"fastapi-views"`` (dicts with ``event`` and JSON ``data``); see docs/migrating.md.
+        An item that looks like another rule's idiom logs one warning per stream.
     """
 
     default_mimetype = "text/event-stream"
@@ -111,9 +117,11 @@ class EventStreamResponse(Response):
         queue_size: int = 64,
         runner: RunnerKind = "auto",
         close_timeout: float = 1.0,
-        encode: Callable[[Any], bytes] = encode_item,
+        encode: Callable[[Any], bytes] | None = None,
         max_lifetime: float | None = None,
+        items: ItemRules = "default",
     ) -> None:
+        check_items(items)
         all_headers = Headers(_DEFAULT_HEADERS)
         if headers is not None:
             extra = Headers(headers)
@@ -132,7 +140,8 @@ class EventStreamResponse(Response):
                 ("queue_size", queue_size, 64),
                 ("runner", runner, "auto"),
                 ("close_timeout", close_timeout, 1.0),
-                ("encode", encode, encode_item),
+                ("encode", encode, None),
+                ("items", items, "default"),
             )
             ignored = [name for name, value, default in producer_options if value != default]
             if ignored:
@@ -144,6 +153,14 @@ class EventStreamResponse(Response):
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
             context, teardown = _flask_context(flask) if flask is not None else (None, None)
+            if encode is None:
+                encode = item_encoder(items)
+            elif items != "default":
+                msg = (
+                    f"Expected either encode= or items=, got both (items={items!r}): items= "
+                    f"picks one of the built-in encoders"
+                )
+                raise TypeError(msg)
             frames = Producer(
                 source,
                 encode,
@@ -184,8 +201,9 @@ def sse_response(
     queue_size: int = 64,
     runner: RunnerKind = "auto",
     close_timeout: float = 1.0,
-    encode: Callable[[Any], bytes] = encode_item,
+    encode: Callable[[Any], bytes] | None = None,
     max_lifetime: float | None = None,
+    items: ItemRules = "default",
 ) -> EventStreamResponse:
     """Stream what ``source`` yields as Server-Sent Events.
 
@@ -214,4 +232,5 @@ def sse_response(
         close_timeout=close_timeout,
         encode=encode,
         max_lifetime=max_lifetime,
+        items=items,
     )

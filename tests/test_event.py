@@ -19,6 +19,10 @@ class Item(BaseModel):
     price: float
 
 
+def _no_warning(message: str, item: Any) -> None:
+    raise AssertionError(f"unexpected warning: {message.format(item=item)}")
+
+
 @dataclasses.dataclass
 class Point:
     x: int
@@ -88,7 +92,7 @@ def test_event_encodes_to_exact_wire_bytes(event: ServerSentEvent, wire: bytes) 
 )
 def test_yielded_items_encode_like_fastapi(item: Any, wire: bytes) -> None:
     """Non-event items become JSON data frames; bytes pass through as pre-framed wire bytes."""
-    assert encode_item(item) == wire
+    assert encode_item(_no_warning, item) == wire
 
 
 @pytest.mark.parametrize(
@@ -127,7 +131,7 @@ def test_unencodable_data_names_its_type() -> None:
     with pytest.raises(TypeError, match="'test_unencodable_data_names_its_type.<locals>.Opaque'"):
         event.encode()
     with pytest.raises(TypeError, match="raw_data="):
-        encode_item({"x": Opaque()})
+        encode_item(_no_warning, {"x": Opaque()})
 
 
 def test_event_is_frozen_and_encoded_once() -> None:
