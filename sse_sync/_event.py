@@ -30,6 +30,7 @@ __all__ = [
     "is_views_event",
     "split_lines",
     "sse_starlette_fields",
+    "sse_starlette_text",
 ]
 
 #: The keep-alive frame: a comment, so it never dispatches an event and never carries an id.
@@ -257,17 +258,44 @@ def encode_sse_starlette(warn: Warn, item: Any) -> bytes:
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, dict):
-        return ServerSentEvent(**sse_starlette_fields(warn, item)).encode()
-    if isinstance(item, str):
-        if _FIELD_START.match(item) or is_frames(item):
-            warn(_FRAME_AS_TEXT, item)
-        text = item
-    else:
-        text = _sse_starlette_text(warn, item)
-    return b"".join(_field(b"data", text)) + b"\n"
+        fields = sse_starlette_fields(item)
+        data = item.get("data")
+        if data is not None:
+            fields["raw_data"] = sse_starlette_text(warn, data)
+        return ServerSentEvent(**fields).encode()
+    if isinstance(item, str) and (_FIELD_START.match(item) or is_frames(item)):
+        warn(_FRAME_AS_TEXT, item)
+    return b"".join(_field(b"data", sse_starlette_text(warn, item))) + b"\n"
 
 
-def _sse_starlette_text(warn: Warn, data: object) -> str:
+def sse_starlette_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ServerSentEvent` arguments but ``data`` of an sse-starlette dict of fields.
+
+    A ``comment`` becomes text (``str()``), as sse-starlette does; fields set to ``None`` are
+    left out. Keys other than :data:`EVENT_FIELDS` raise :class:`TypeError`.
+    """
+    unknown = item.keys() - EVENT_FIELDS
+    if unknown:
+        msg = (
+            f"Expected a dict of event fields ({', '.join(sorted(EVENT_FIELDS))}), got "
+            f"{', '.join(map(repr, sorted(unknown, key=str)))} in {item!r}: put the payload "
+            f"under 'data'"
+        )
+        raise TypeError(msg)
+    fields = fields_but_data(item)
+    if "comment" in fields:
+        fields["comment"] = str(fields["comment"])
+    return fields
+
+
+def sse_starlette_text(warn: Warn, data: object) -> str:
+    """``data`` as the text sse-starlette sends: ``str(data)``.
+
+    ``warn`` hears of a dict, list, tuple or pydantic model (``str()`` is not JSON), and an
+    object of sse-starlette's own classes raises :class:`TypeError`.
+    """
+    if isinstance(data, str):
+        return data
     if type(data).__module__.partition(".")[0] == "sse_starlette":
         msg = (
             f"Expected sse_sync's ServerSentEvent or a dict of event fields, got "
@@ -279,29 +307,6 @@ def _sse_starlette_text(warn: Warn, data: object) -> str:
     if isinstance(data, (dict, list, tuple, BaseModel)):
         warn(_STR_OF_OBJECT, data)
     return str(data)
-
-
-def sse_starlette_fields(warn: Warn, item: dict[str, Any]) -> dict[str, Any]:
-    """The :class:`ServerSentEvent` arguments for an sse-starlette dict of event fields.
-
-    Its ``data`` and ``comment`` become text (``str()`` unless they are ``str``), as
-    sse-starlette does. Keys other than :data:`EVENT_FIELDS` raise :class:`TypeError`.
-    """
-    unknown = item.keys() - EVENT_FIELDS
-    if unknown:
-        msg = (
-            f"Expected a dict of event fields ({', '.join(sorted(EVENT_FIELDS))}), got "
-            f"{', '.join(map(repr, sorted(unknown, key=str)))} in {item!r}: put the payload "
-            f"under 'data'"
-        )
-        raise TypeError(msg)
-    fields = fields_but_data(item)
-    data = item.get("data")
-    if data is not None:
-        fields["raw_data"] = data if isinstance(data, str) else _sse_starlette_text(warn, data)
-    if "comment" in fields:
-        fields["comment"] = str(fields["comment"])
-    return fields
 
 
 def is_views_event(item: object) -> bool:
