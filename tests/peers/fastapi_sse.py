@@ -10,23 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask import Blueprint, Flask
-from pydantic import BaseModel
 
+from examples.items import ITEMS as items  # the tutorial's Item(name, price) list
+from examples.items import Item
 from sse_sync import ServerSentEvent, last_event_id, sse_view
 
 bp = Blueprint("fastapi_sse", __name__, url_prefix="/fastapi-sse")
-
-
-class Item(BaseModel):
-    name: str
-    price: float
-
-
-items = [
-    Item(name="Plumbus", price=32.99),
-    Item(name="Portal Gun", price=999.99),
-    Item(name="Meeseeks Box", price=49.99),
-]
 
 
 # tutorial001: yield the models themselves.
