@@ -200,13 +200,12 @@ def _query_arguments(method: Callable[..., Any], view_args: dict[str, Any]) -> d
                 msg = f"Missing query parameter {name!r}: expected ?{name}=<{expected}>."
                 raise BadRequest(msg)
             continue
+        value = values if parameter.many else values[-1]  # the last one, as FastAPI does
         try:
-            arguments[name] = parameter.adapter.validate_python(
-                values if parameter.many else values[-1]
-            )
+            arguments[name] = parameter.adapter.validate_python(value)
         except ValidationError as exc:
             reasons = "; ".join(error["msg"] for error in exc.errors())
-            msg = f"Invalid query parameter {name!r}: {reasons}, got {values!r}."
+            msg = f"Invalid query parameter {name!r}: {reasons}, got {value!r}."
             raise BadRequest(msg) from exc
     return arguments
 
