@@ -5,6 +5,7 @@ brokers fan events out to many clients, across processes with Redis, with replay
 """
 
 from ._broker import Broker, Subscription
+from ._cors import CORS
 from ._event import ServerSentEvent
 from ._flask import SSE
 from ._memory import MemoryBroker
@@ -16,6 +17,7 @@ from ._views import EventStreamView, event_stream_route, sse_view
 
 __all__ = [
     "Broker",
+    "CORS",
     "EventStreamResponse",
     "EventStreamView",
     "FrameSource",

@@ -6,7 +6,9 @@ https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-
 
 from __future__ import annotations
 
+import json
 import re
+import reprlib
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -53,15 +55,40 @@ def encode_data(value: Any) -> bytes:
     """JSON-encode ``value`` with pydantic-core, as the bytes of one ``data:`` line's value.
 
     JSON never contains a raw CR or LF (they are escaped in strings), so the result is always
-    a single line. Raises :class:`TypeError` naming the type that cannot be encoded.
+    a single line. Raises :class:`TypeError` naming the type that cannot be encoded, and
+    :class:`ValueError` for NaN and infinities, which JSON has no form for.
     """
     try:
-        return _to_json(value)
+        data = _to_json(value)
     except pydantic_core.PydanticSerializationError as exc:
         raise _unencodable(value, exc) from exc
+    if 78 in data or 73 in data:  # b"N", b"I": a cheap memchr before the closer look
+        _check_finite(value, data)
+    return data
 
 
 _to_json = pydantic_core.to_json
+
+
+def _check_finite(value: object, data: bytes) -> None:
+    """Raise :class:`ValueError` if ``data`` holds ``NaN``, ``Infinity`` or ``-Infinity``.
+
+    pydantic-core writes non-finite floats as those bare words (its ``inf_nan_mode`` offers
+    them, ``null`` or strings, never an error), and ``JSON.parse`` rejects them. Parsing with
+    ``parse_constant`` finds them exactly, outside strings; it only runs when the words occur.
+    """
+    if data.find(b"NaN") == -1 and data.find(b"Infinity") == -1:
+        return
+
+    def reject(word: str) -> None:
+        msg = (
+            f"Expected event data that JSON can hold, got {reprlib.repr(value)}, which holds "
+            f"{word}: JSON has no NaN or infinities (JSON.parse rejects them). Send None, a "
+            "string or a finite number instead."
+        )
+        raise ValueError(msg)
+
+    json.loads(data, parse_constant=reject)
 
 
 def _unencodable(value: object, exc: Exception) -> TypeError:
@@ -90,6 +117,7 @@ class ServerSentEvent(BaseModel):
 
     :param data: any JSON-encodable value (pydantic models use their own serializer). A ``str``
         is JSON too, so ``data="hi"`` sends ``data: "hi"``. ``None`` means no ``data`` field.
+        NaN and infinities have no JSON form: :meth:`encode` raises :class:`ValueError`.
     :param raw_data: text sent as it is (split into one ``data:`` line per line); not with ``data``.
     :param event: the event type a browser dispatches (``addEventListener(event, ...)``);
         must not contain CR or LF.
@@ -144,7 +172,7 @@ class ServerSentEvent(BaseModel):
 
         The frame is computed once and cached (the model is frozen), so one event published
         to many clients is encoded once. Raises :class:`TypeError` if ``data`` cannot be
-        JSON-encoded.
+        JSON-encoded, :class:`ValueError` if it holds NaN or an infinity.
         """
         if self._frame is None:
             lines: list[bytes] = []
@@ -233,7 +261,8 @@ def default_encoder(warn: Warn) -> Encoder:
     ``bytes`` pass through as pre-framed wire bytes, a :class:`ServerSentEvent` is encoded,
     a ``str`` that :func:`is_frames` passes through as those frames, and anything else
     becomes the JSON ``data:`` of an unnamed event. ``warn`` hears of a dict of event fields
-    and of text that starts like a frame but is not a complete one.
+    and of text that starts like a frame but is not a complete one. It raises as
+    :func:`encode_data` does.
     """
 
     def encode_item(item: Any) -> bytes:
@@ -249,10 +278,13 @@ def default_encoder(warn: Warn) -> Encoder:
                     warn(_INCOMPLETE_FRAME, item)
         elif "data" in item and item.keys() <= EVENT_FIELDS:
             warn(_FIELDS_DICT, item)
-        try:  # encode_data() inlined; one %-format costs less than two concatenations
-            return b"data: %b\n\n" % _to_json(item)
+        try:  # encode_data() inlined: this runs once per event
+            data = _to_json(item)
         except pydantic_core.PydanticSerializationError as exc:
             raise _unencodable(item, exc) from exc
+        if 78 in data or 73 in data:
+            _check_finite(item, data)
+        return b"data: %b\n\n" % data  # one %-format costs less than two concatenations
 
     return encode_item
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,12 +11,15 @@ from flask import Blueprint, Flask, current_app, has_app_context, request
 from werkzeug.wrappers import Response
 
 from ._broker import Broker, Subscription, check_channel
+from ._cors import CORS, preflight
 from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import sse_response
 
 __all__ = ["SSE", "broker_from_url"]
+
+logger = logging.getLogger("sse_sync")
 
 #: Config keys and their defaults; ``init_app`` sets those the app does not.
 DEFAULTS: dict[str, Any] = {
@@ -27,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_REGISTER_BLUEPRINT": True,
     "SSE_DEFAULT_CHANNEL": "sse",
     "SSE_MAX_CHANNELS": 20,
+    "SSE_PUBLIC_CHANNELS": None,  # None: [SSE_DEFAULT_CHANNEL]
     "SSE_PING": 15.0,
     "SSE_MAX_LIFETIME": None,
     "SSE_CORS_ORIGINS": None,
@@ -60,20 +65,44 @@ class _State:
     """What one app's extension holds (``app.extensions["sse_sync"]``)."""
 
     broker: Broker
-    origins: tuple[str, ...] | None  # None: no CORS; ("*",): any origin
+    cors: CORS | None
+    public: frozenset[str] | None  # None: every channel
 
 
-def _origins(value: object) -> tuple[str, ...] | None:
-    if value is None:
+def _cors(config: Mapping[str, Any]) -> CORS | None:
+    origins, credentials = config["SSE_CORS_ORIGINS"], config["SSE_CORS_CREDENTIALS"]
+    if origins is None:
+        if credentials:
+            msg = (
+                f"Expected SSE_CORS_ORIGINS to list the origins SSE_CORS_CREDENTIALS is for, got "
+                f"None with SSE_CORS_CREDENTIALS={credentials!r}: set both, or neither"
+            )
+            raise ValueError(msg)
         return None
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    msg = (
-        f"Expected SSE_CORS_ORIGINS to be None, '*', an origin or a list of origins, got {value!r}"
-    )
-    raise TypeError(msg)
+    try:
+        return CORS(origins, credentials=credentials)
+    except (TypeError, ValueError) as exc:
+        msg = f"SSE_CORS_ORIGINS={origins!r}, SSE_CORS_CREDENTIALS={credentials!r}: {exc}"
+        raise type(exc)(msg) from exc
+
+
+def _public_channels(config: Mapping[str, Any]) -> frozenset[str] | None:
+    value = config["SSE_PUBLIC_CHANNELS"]
+    if value is None:
+        default = config["SSE_DEFAULT_CHANNEL"]
+        return frozenset() if default is None else frozenset([default])
+    if value == "*":
+        return None
+    names = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+    if not all(isinstance(name, str) for name in names):
+        msg = (
+            f"Expected SSE_PUBLIC_CHANNELS to be '*', a channel or a list of channels, "
+            f"got {value!r}"
+        )
+        raise TypeError(msg)
+    for name in names:
+        check_channel(name)
+    return frozenset(names)
 
 
 class SSE:
@@ -106,15 +135,21 @@ class SSE:
     - ``SSE_DEFAULT_CHANNEL`` [``"sse"``, as Flask-SSE]: the channel when the request names
       none; ``None`` answers 400 instead.
     - ``SSE_MAX_CHANNELS`` [20]: the most channels one stream may ask for.
+    - ``SSE_PUBLIC_CHANNELS`` [``[SSE_DEFAULT_CHANNEL]``]: the channels anyone may subscribe
+      to while no ``authorize`` hook is set; any other answers 403. ``"*"`` opens every
+      channel, as Flask-SSE did. Once a hook is set, it decides every channel.
     - ``SSE_PING`` [15.0] and ``SSE_MAX_LIFETIME`` [None]: as for :func:`sse_response`.
     - ``SSE_CORS_ORIGINS`` [None]: ``"*"`` or a list of origins allowed to open the stream
       from another site; ``SSE_CORS_CREDENTIALS`` [False]: allow cookies
-      (``new EventSource(url, {withCredentials: true})``).
+      (``new EventSource(url, {withCredentials: true})``), only with a list of origins.
+      They mean what :class:`~sse_sync.CORS` means; a configuration it refuses raises
+      :class:`ValueError` here.
 
     :param app: the app, or ``None`` to call :meth:`init_app` later (app factories).
     :param broker: a broker to use instead of the one ``SSE_BROKER_URL`` names.
     :param authorize: called with each channel a stream asks for, inside the request;
-        ``False`` answers 403. Also settable with the :meth:`authorize` decorator.
+        ``False`` answers 403. Also settable with the :meth:`authorize` decorator. Without
+        it, only ``SSE_PUBLIC_CHANNELS`` may be subscribed to.
     """
 
     def __init__(
@@ -127,6 +162,7 @@ class SSE:
         self.app = app
         self._broker = broker
         self._authorize = authorize
+        self._refused_logged = False
         #: The blueprint with the stream view (endpoint ``"sse.stream"``); add your own
         #: ``before_request`` hooks to it if you like.
         self.blueprint = Blueprint("sse", __name__)
@@ -141,10 +177,15 @@ class SSE:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Configure ``app``: create its broker and register the stream blueprint."""
+        """Configure ``app``: create its broker and register the stream blueprint.
+
+        Raises :class:`ValueError` or :class:`TypeError` for a configuration that cannot
+        work, such as ``SSE_CORS_ORIGINS="*"`` with ``SSE_CORS_CREDENTIALS=True``.
+        """
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         config = app.config
+        cors, public = _cors(config), _public_channels(config)
         broker = self._broker
         if broker is None:
             options: dict[str, Any] = {"max_pending": config["SSE_MAX_PENDING"]}
@@ -156,7 +197,7 @@ class SSE:
         default = config["SSE_DEFAULT_CHANNEL"]
         if default is not None:
             check_channel(default)
-        app.extensions["sse_sync"] = _State(broker, _origins(config["SSE_CORS_ORIGINS"]))
+        app.extensions["sse_sync"] = _State(broker, cors, public)
         if config["SSE_REGISTER_BLUEPRINT"]:
             app.register_blueprint(self.blueprint, url_prefix=config["SSE_URL_PREFIX"] or None)
 
@@ -187,7 +228,8 @@ class SSE:
         """Decorator: set the function that decides, per channel, who may subscribe.
 
         It is called inside the stream request (``request``, ``g``, the session and login
-        helpers work) with each channel asked for; ``False`` for any answers 403.
+        helpers work) with each channel asked for; ``False`` for any answers 403. It decides
+        every channel, ``SSE_PUBLIC_CHANNELS`` included.
         """
         self._authorize = func
         return func
@@ -215,40 +257,32 @@ class SSE:
 
     # -- the view ------------------------------------------------------------------------
 
-    def _cors_headers(self, state: _State) -> list[tuple[str, str]]:
-        origin = request.headers.get("Origin")
-        if state.origins is None or origin is None:
-            return []
-        credentials = bool(current_app.config["SSE_CORS_CREDENTIALS"])
-        if "*" in state.origins:
-            # The wildcard cannot go with credentials (Fetch standard, "CORS check").
-            allow = origin if credentials else "*"
-        elif origin in state.origins:
-            allow = origin
-        else:
-            return []
-        headers = [("Access-Control-Allow-Origin", allow)]
-        if allow != "*":
-            headers.append(("Vary", "Origin"))
-        if credentials:
-            headers.append(("Access-Control-Allow-Credentials", "true"))
-        return headers
-
     def _error(self, status: int, message: str, headers: list[tuple[str, str]]) -> Response:
         return Response(message + "\n", status=status, mimetype="text/plain", headers=headers)
+
+    def _may_subscribe(self, state: _State, channel: str) -> bool:
+        if self._authorize is not None:
+            return self._authorize(channel)
+        if state.public is None or channel in state.public:
+            return True
+        if not self._refused_logged:
+            self._refused_logged = True
+            logger.warning(
+                "Refused a stream of channel %r: without an authorize hook only "
+                "SSE_PUBLIC_CHANNELS (%s) may be subscribed to. Decide per channel with "
+                "@sse.authorize, or list public channels in SSE_PUBLIC_CHANNELS "
+                "(see docs/security.md). Logged once.",
+                channel,
+                sorted(state.public),
+            )
+        return False
 
     def _stream_view(self) -> Response:
         state = self._state()
         config = current_app.config
-        cors = self._cors_headers(state)
         if request.method == "OPTIONS":
-            preflight = [
-                *cors,
-                ("Access-Control-Allow-Methods", "GET"),
-                ("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control"),
-                ("Access-Control-Max-Age", "86400"),
-            ]
-            return Response(status=204, headers=preflight)
+            return preflight(state.cors, request.environ, ("GET", "HEAD"))
+        cors = state.cors.headers(request.headers.get("Origin")) if state.cors else []
         channels = list(
             dict.fromkeys(
                 name
@@ -274,10 +308,14 @@ class SSE:
                 check_channel(name)
             except ValueError as exc:
                 return self._error(400, str(exc), cors)
-        if self._authorize is not None:
-            for name in channels:
-                if not self._authorize(name):
-                    return self._error(403, f"Not allowed to subscribe to channel {name!r}", cors)
+        for name in channels:
+            if not self._may_subscribe(state, name):
+                hint = (
+                    ""
+                    if self._authorize is not None
+                    else ": it is not in SSE_PUBLIC_CHANNELS and no authorize hook is set"
+                )
+                return self._error(403, f"Not allowed to subscribe to channel {name!r}{hint}", cors)
         subscription = state.broker.subscribe(
             channels[0] if len(channels) == 1 else channels, last_event_id=last_event_id()
         )

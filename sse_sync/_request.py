@@ -8,7 +8,12 @@ from urllib.parse import parse_qs
 
 from werkzeug.wrappers import Request
 
-__all__ = ["last_event_id"]
+__all__ = ["END_ID", "last_event_id", "reconnects_after_end"]
+
+#: The id of the ``end`` event that closes a stream sent with ``stop_at_end=True``. A client
+#: reconnecting with it is answered 204, which stops ``EventSource``; it is not an id of the
+#: application's, so :func:`last_event_id` returns ``None`` for it.
+END_ID = "sse_sync:end"
 
 
 def last_event_id(request: Request | Mapping[str, Any] | None = None) -> str | None:
@@ -24,6 +29,9 @@ def last_event_id(request: Request | Mapping[str, Any] | None = None) -> str | N
         def stream_items():
             start = int(last_event_id() or 0)
             return sse_response(ITEMS[start:])
+
+    The id of the ``end`` event of a stream sent with ``stop_at_end=True`` is not one of
+    yours: it counts as absent (the response answers that client with a 204).
 
     :param request: a Werkzeug/Flask request or a WSGI environ; ``None`` means Flask's current
         request, which is only valid while a request context is active, such as in a view.
@@ -47,6 +55,16 @@ def last_event_id(request: Request | Mapping[str, Any] | None = None) -> str | N
     else:
         msg = f"Expected a werkzeug Request, a WSGI environ or None, got {type(request).__name__!r}"
         raise TypeError(msg)
+    sent = _sent_id(environ)
+    return None if sent == END_ID else sent
+
+
+def reconnects_after_end(environ: Mapping[str, Any]) -> bool:
+    """Whether the client's last event was the ``end`` event of a ``stop_at_end`` stream."""
+    return _sent_id(environ) == END_ID
+
+
+def _sent_id(environ: Mapping[str, Any]) -> str | None:
     header = environ.get("HTTP_LAST_EVENT_ID")
     if header:
         return str(header)

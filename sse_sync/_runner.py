@@ -15,9 +15,13 @@ greenlet at once.
 
 Invariants, and why they hold:
 
-1. Nothing starts before the first ``next()``. Werkzeug sends no body for HEAD, 204 and 304
-   and never iterates then, so such a response starts nothing. ``close()`` is idempotent and
-   safe before, during and after iteration.
+1. Nothing starts before the stream is opened: by :meth:`EventStream.open`, which
+   ``EventStreamResponse`` calls before the response's status is settled (in the view under
+   Flask, before ``start_response`` otherwise), or by the first ``next()``. The response does
+   not open a HEAD request or a 204/304, for which Werkzeug sends no body and never iterates,
+   so such a response starts nothing. ``close()`` is idempotent and safe before, during and
+   after iteration. A stream opened but never handed to a server (the view returned another
+   response) asks its producer to stop when it is garbage-collected.
 2. Only the producer touches the source. ``next(source)`` and ``source.close()`` both run on
    the producer's greenlet/thread (a running generator cannot be closed from another thread).
    ``close()`` asks the producer to stop: under gevent it kills the greenlet, so
@@ -29,9 +33,12 @@ Invariants, and why they hold:
 3. Memory is bounded. The queue holds at most ``queue_size`` frames; a slow client holds
    the producer before it queues one more (backpressure). One write takes every frame
    already queued: no more than ``queue_size`` frames, in one chunk.
-4. End of stream and errors never cross the queue as exceptions: an exception in the source
-   is logged with its traceback on the producer, which then queues the ``_END`` sentinel, so the
-   client sees a clean end of stream.
+4. End of stream and errors never cross the queue as exceptions: the producer keeps what the
+   source raised and queues the ``_END`` sentinel; the reader raises it, once, after the frames
+   queued before it (``read_frames``). :meth:`EventStream.open` lets it propagate when nothing
+   came before it, so that the response is that error (a 403 for ``abort(403)``, else a 500)
+   instead of a 200; anywhere else the stream logs it with its traceback, once, and ends
+   cleanly. A source that raises once ``close()`` was called is logged on the producer.
 5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
    the server exposes the connection's socket, an idle stream polls it (at most every
    ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
@@ -44,6 +51,12 @@ Invariants, and why they hold:
    ``alive = False`` in each case, and a stream under gunicorn wakes at least every
    ``_DISCONNECT_POLL`` seconds to look, so a stopping worker is free within about a second
    instead of holding every client until ``graceful_timeout``.
+7. Headers go out promptly. A WSGI server sends the status line and headers with the first
+   non-empty chunk (PEP 3333), so a quiet stream would send nothing until its first ping. The
+   stream's first write therefore comes at the latest ``open_timeout`` seconds after it was
+   opened: its first frames, or a ``: ping``. The same deadline bounds :meth:`EventStream.open`:
+   the status is settled by the source's first item, its error, or the deadline, whichever
+   comes first.
 """
 
 from __future__ import annotations
@@ -65,6 +78,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from ._event import PING
+from ._logging import route_records
 
 if TYPE_CHECKING:
     import socket
@@ -73,8 +87,10 @@ __all__ = [
     "END_RETRY_MS",
     "EventStream",
     "FrameSource",
+    "OPEN_TIMEOUT",
     "Producer",
     "RunnerKind",
+    "SOURCE_RAISED",
     "Wake",
     "draining",
     "gevent_active",
@@ -88,12 +104,21 @@ RunnerKind = Literal["auto", "greenlet", "thread"]
 #: How often an idle stream looks at its socket for a closed connection, in seconds.
 _DISCONNECT_POLL = 1.0
 
+#: The default of ``open_timeout``: how long a stream waits for its source's first item before
+#: its status is settled and its headers go out anyway (with a ``: ping``). Long enough for the
+#: checks a source makes before its first item (an ``abort(403)``) to decide the status, short
+#: enough that ``EventSource`` opens at once to a person and no client's read timeout expires.
+OPEN_TIMEOUT = 0.5
+
 #: The fraction of the ping interval by which a ping may go out early.
 _PING_SLACK = 0.02
 _NEVER = math.inf
 _monotonic = time.monotonic
 
 _END = object()
+
+#: How a source's exception is logged when it ends a stream rather than answering the request.
+SOURCE_RAISED = "The event stream's source raised; ending the stream"
 
 #: Set by ``sse_sync.testing.override_ping``: a ping interval that wins over the response's.
 PING_OVERRIDE: contextvars.ContextVar[tuple[float | None]] = contextvars.ContextVar(
@@ -140,7 +165,8 @@ class FrameSource(Protocol):
         """Wait up to ``timeout`` seconds (``None``: for ever) for frames.
 
         Return the frames (non-empty bytes, possibly several frames joined), ``b""`` once the
-        stream has ended (and on every later call), or ``None`` when nothing came in time.
+        stream has ended (and on every later call), or ``None`` when nothing came in time. A
+        source that can fail raises its exception once, in place of the first ``b""``.
         """
         ...
 
@@ -288,7 +314,8 @@ class Producer:
     """Runs ``source`` off the request thread and queues ``encode(item)`` for each item.
 
     :param source: any iterable; a generator's ``close()`` is called on the producer.
-    :param encode: turns one item into frame bytes; an exception ends the stream (logged).
+    :param encode: turns one item into frame bytes; an exception ends the stream, as one from
+        the source does (see :meth:`read_frames`).
     :param runner: ``"auto"`` picks a greenlet under gevent, else an OS thread. ``"thread"``
         under gevent runs each step of the source on a native thread of gevent's thread pool
         (for sources that block in C code gevent cannot patch). ``"greenlet"`` requires gevent.
@@ -343,6 +370,7 @@ class Producer:
         self._worker: Any = None  # the greenlet or thread, once started
         self._closed = False
         self._ended = False
+        self._failure: Exception | None = None  # what the source raised, until the reader takes it
 
     @property
     def running(self) -> bool:
@@ -430,21 +458,28 @@ class Producer:
                     if self._reader_waiting:
                         self._reader_waiting = False
                         has_frames.set()
-            except Exception:
-                logger.exception("The event stream's source raised; ending the stream")
+            except Exception as exc:
+                self._fail(exc)
             finally:
                 try:
                     close_source()
                 except Exception:
                     logger.exception("Closing the event stream's source raised")
-        except Exception:
-            logger.exception("Setting up the event stream's producer failed; ending the stream")
+        except Exception as exc:
+            self._fail(exc)
         finally:
             if self._teardown is not None:
                 try:
                     self._teardown()
                 except Exception:
                     logger.exception("Tearing down the event stream's context raised")
+
+    def _fail(self, exc: Exception) -> None:
+        """Keep what the source raised for the reader; log it if no reader will take it."""
+        if self._closed:
+            logger.error(SOURCE_RAISED, exc_info=exc)
+        else:
+            self._failure = exc  # published before _END is queued (by _run)
 
     def _wait_for_room(self) -> bool:
         """Block while the queue is full (backpressure); whether to go on (not closed)."""
@@ -459,9 +494,13 @@ class Producer:
         return not self._closed
 
     def read_frames(self, timeout: float | None) -> bytes | None:
-        """See :meth:`FrameSource.read_frames`; starts the producer on the first call."""
+        """See :meth:`FrameSource.read_frames`; starts the producer on the first call.
+
+        What the source (or ``encode``) raised is raised here, once, after every frame queued
+        before it was returned: the reader decides what it means (see :class:`EventStream`).
+        """
         if self._ended or self._closed:
-            return b""
+            return self._end()
         # Under gevent the first read runs the new producer greenlet at once, from the wait
         # below, rather than behind every callback already queued in the hub (a burst of
         # requests would otherwise all be set up before any of them sends its first event).
@@ -502,11 +541,23 @@ class Producer:
             self._producer_waiting = False
             self._has_room.set()  # type: ignore[union-attr]
         if not taken:
-            return b""
+            return self._end()
         return taken[0] if len(taken) == 1 else b"".join(taken)
 
-    def close(self) -> None:
-        """Stop the producer: the source is closed on the producer; idempotent."""
+    def _end(self) -> bytes:
+        """``b""``, the end of the stream; first raise what the source raised, if anything."""
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            raise failure
+        return b""
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the producer: the source is closed on the producer; idempotent.
+
+        :param wait: wait (up to ``close_timeout``) for the producer to finish; ``False`` only
+            asks it to stop, as a finalizer must.
+        """
         if self._closed:
             return
         self._closed = True
@@ -514,11 +565,15 @@ class Producer:
         if worker is None:
             return
         if self._gevent and not self._native_thread:
-            worker.kill(block=True, timeout=self._close_timeout)
+            worker.kill(block=wait, timeout=self._close_timeout)
         else:
             self._has_room.set()  # type: ignore[union-attr]  # a producer held by backpressure
-            if self.running:
+            if wait and self.running:
                 worker.join(self._close_timeout)
+        failure = self._failure
+        if failure is not None:  # raised before close() and never read: nobody else will log it
+            self._failure = None
+            logger.error(SOURCE_RAISED, exc_info=failure)
         self._wake_reader()
 
     def _wake_reader(self) -> None:
@@ -619,30 +674,56 @@ def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
 class EventStream:
     """The WSGI app iterable of an event stream: bytes from a :class:`FrameSource`, plus pings.
 
+    Its first write comes at the latest ``open_timeout`` seconds after it was opened (by
+    :meth:`open` or the first ``next()``): the first frames, or a ``: ping``, so that the
+    server sends the status line and headers then rather than with the first ping.
+
     :param source: where frames come from.
     :param ping: seconds without a write after which a ``: ping`` comment is sent; ``None``
-        sends none.
+        sends none (but the one that opens a quiet stream).
     :param max_lifetime: seconds after which the stream ends with a ``retry:`` hint (each
         stream picks a time between 80% and 100% of it, so streams started together do not
         end together); ``None`` for no limit.
+    :param open_timeout: seconds (``>= 0``) the first write waits for the source's first frames.
+    :param end_frame: sent last when the source ends (returns or raises), not when the client
+        goes or the server ends the stream; ``None`` sends nothing.
     """
 
     def __init__(
-        self, source: FrameSource, *, ping: float | None = 15.0, max_lifetime: float | None = None
+        self,
+        source: FrameSource,
+        *,
+        ping: float | None = 15.0,
+        max_lifetime: float | None = None,
+        open_timeout: float = OPEN_TIMEOUT,
+        end_frame: bytes | None = None,
     ) -> None:
         override = PING_OVERRIDE.get(None)
         if override is not None:
             ping = override[0]
         check_seconds(ping, "ping")
         check_seconds(max_lifetime, "max_lifetime")
+        if (
+            isinstance(open_timeout, bool)
+            or not isinstance(open_timeout, (int, float))
+            or not 0 <= open_timeout < math.inf
+        ):
+            msg = f"Expected open_timeout to be finite seconds >= 0, got {open_timeout!r}"
+            raise ValueError(msg)
         self.source = source
         self.ping = ping
         self.max_lifetime = max_lifetime
+        self.open_timeout = open_timeout
+        self.end_frame = end_frame
         self._environ: dict[str, Any] | None = None
         self._socket: socket.socket | None = None
         self._closed = False
         self._end_at: float | None = None
-        self._ending: str | None = None  # "drain" or "lifetime" once the last frame went out
+        # When the first write is due at the latest: None before the stream is opened,
+        # _NEVER once something was written.
+        self._open_at: float | None = None
+        self._opened_with: bytes | None = None  # frames open() read, for the first next()
+        self._ending: str | None = None  # "drain", "lifetime" or "end" once the last frame went out
 
     def bind(self, environ: dict[str, Any]) -> None:
         """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
@@ -650,6 +731,7 @@ class EventStream:
             return  # bound by the response and again by the server's call: once is enough
         self._environ = environ
         self._socket = _socket_of(environ)
+        route_records(environ)
         _warn_if_sync_worker(environ)
         _find_gunicorn_worker(environ)
         # A broker subscription can cut off a client that stopped reading: it needs the socket.
@@ -657,12 +739,37 @@ class EventStream:
         if self._socket is not None and callable(attach):
             attach(self._socket)
 
+    def open(self) -> None:
+        """Wait here, up to ``open_timeout`` seconds, for the source's first frames.
+
+        Call it where the response's status can still change: it raises what the source
+        raised before its first item (and closes the stream), so that the caller can answer
+        with that error instead. Frames that came are the first ``next()``'s; when none came
+        in time, the first ``next()`` sends a ``: ping`` at once. Only the first call (or a
+        first ``next()``) waits; later calls do nothing.
+        """
+        if self._open_at is not None or self._closed:
+            return
+        self._open_at = _monotonic() + self.open_timeout
+        try:
+            frames = self.source.read_frames(self.open_timeout)
+        except BaseException:
+            self.close()
+            raise
+        if frames:
+            self._opened_with = frames
+
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
         if self._closed or self._ending is not None:
             self._stop()
+        frames = self._opened_with
+        if frames is not None:
+            self._opened_with = None
+            self._open_at = _NEVER
+            return frames
         now = _monotonic()
         # _NEVER (infinity) stands for "no limit": plain comparisons below, no None checks.
         ping = self.ping
@@ -673,6 +780,11 @@ class EventStream:
             # A wait may end a little early (gevent's timers count from the loop's cached
             # time): a ping that early is due, rather than one more wake-up for the rest.
             due = deadline - ping * _PING_SLACK
+        open_at = self._open_at
+        if open_at is None:
+            open_at = self._open_at = now + self.open_timeout
+        if open_at < deadline:  # nothing written yet: the headers wait for the first write
+            deadline = due = open_at
         end_at = self._end_at
         if end_at is None:
             end_at = _NEVER
@@ -691,14 +803,20 @@ class EventStream:
             wake_at = deadline if deadline < end_at else end_at
             if now + poll < wake_at:
                 wake_at = now + poll
-            frames = read_frames(None if wake_at == _NEVER else wake_at - now)
+            try:
+                frames = read_frames(None if wake_at == _NEVER else wake_at - now)
+            except Exception:
+                # The status is settled by now (see open()): the error can only end the stream.
+                logger.exception(SOURCE_RAISED)
+                frames = b""
             if frames:
+                self._open_at = _NEVER
                 return frames
             if frames == b"":
-                self.close()
-                raise StopIteration
+                return self._source_ended()
             now = _monotonic()
             if now >= due:
+                self._open_at = _NEVER
                 return PING  # no need to look at the socket: writing the ping will
             if sock is not None and _peer_closed(sock):
                 self.close()
@@ -718,9 +836,18 @@ class EventStream:
                     pass
         raise StopIteration
 
+    def _source_ended(self) -> bytes:
+        """The ``end_frame``, if any and the stream was not closed; else end the iteration."""
+        if self.end_frame is None or self._closed:
+            self.close()
+            raise StopIteration
+        self._ending = "end"
+        return self.end_frame
+
     def _last_frame(self, reason: str) -> bytes:
         """The ``retry:`` hint a stream ends with; the next ``next()`` ends the stream."""
         self._ending = reason
+        self._open_at = _NEVER
         return b"retry: %d\n\n" % random.randint(*END_RETRY_MS)
 
     @property
@@ -733,3 +860,13 @@ class EventStream:
         if not self._closed:
             self._closed = True
             self.source.close()
+
+    def __del__(self) -> None:
+        # A stream opened in a view but never sent (the view returned another response, an
+        # after_request hook raised): no server will close it, and its producer would wait
+        # for a reader forever. Only ask it to stop: a finalizer must not block.
+        # (getattr: the constructor may have raised before setting it.)
+        source = getattr(self, "source", None)
+        if isinstance(source, Producer) and self._open_at is not None and not self._closed:
+            self._closed = True
+            source.close(wait=False)

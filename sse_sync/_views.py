@@ -9,14 +9,16 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, ParamSpec, TypeVar, cast, overload
 
 from flask import Blueprint, Flask, request
+from flask.typing import RouteCallable
 from flask.views import View
 from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
+from ._cors import CORS, cors_view
 from ._event import (
     ServerSentEvent,
     fields_but_data,
@@ -45,6 +47,8 @@ def sse_view(
     runner: RunnerKind = ...,
     close_timeout: float = ...,
     max_lifetime: float | None = ...,
+    schema: Any = ...,
+    cors: CORS | None = ...,
     items: ItemRules = ...,
 ) -> Callable[[Callable[P, Any]], Callable[P, Response]]: ...
 def sse_view(
@@ -57,6 +61,8 @@ def sse_view(
     runner: RunnerKind = "auto",
     close_timeout: float = 1.0,
     max_lifetime: float | None = None,
+    schema: Any = None,
+    cors: CORS | None = None,
     items: ItemRules = "default",
 ) -> Callable[P, Response] | Callable[[Callable[P, Any]], Callable[P, Response]]:
     """Turn a view that returns (or is) a generator into an event stream view.
@@ -71,8 +77,15 @@ def sse_view(
                 time.sleep(1)
 
     A view that returns a :class:`~werkzeug.wrappers.Response` instead (say, a 403) is passed
-    through unchanged. The keyword arguments are those of :func:`sse_response`; ``items``
-    (which peer's rules turn items into events) is checked here, when the view is decorated.
+    through unchanged. The other keyword arguments are those of :func:`sse_response`; with
+    ``cors`` the view also answers preflight (``OPTIONS``) requests, and its other responses
+    get the CORS headers too. ``items`` (which peer's rules turn items into events) is checked
+    here, when the view is decorated.
+
+    :param schema: what the events' ``data`` is, for the API docs (:mod:`sse_sync.openapi`):
+        a pydantic model or any type pydantic describes, or a mapping of event name to such a
+        type for a stream of several named events. It is recorded on the view, not enforced;
+        without it the docs read the generator's return annotation (``Iterator[Item]``).
     """
     check_items(items)
 
@@ -93,34 +106,27 @@ def sse_view(
                 items=items,
             )
 
-        return wrapper
+        wrapper.__sse_schema__ = schema  # type: ignore[attr-defined]
+        return wrapper if cors is None else cors_view(wrapper, cors)
 
     return decorate if func is None else decorate(func)
 
 
-#: ``schema=`` of :func:`event_stream_route` when not given: the class's ``schema``.
-_CLASS_SCHEMA: Any = object()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Route:
-    suffix: str
-    schema: Any
-
-
-def event_stream_route(suffix: str, *, schema: Any = _CLASS_SCHEMA) -> Callable[[F], F]:
+def event_stream_route(suffix: str, *, schema: Any = None) -> Callable[[F], F]:
     """Mark a method of an :class:`EventStreamView` as one more stream, at ``rule + suffix``.
 
     :param suffix: appended to the rule the class is registered at, such as ``"/history"``.
-    :param schema: the pydantic model (or type) this stream's data must match; by default
-        the class's ``schema``; ``None`` validates nothing.
+    :param schema: the pydantic model (or type) this stream's data must match, validated and
+        documented (:mod:`sse_sync.openapi`) like the class's ``schema``; ``None``: the
+        class's ``schema``.
     """
     if not suffix.startswith("/"):
         msg = f"Expected a route suffix starting with '/', got {suffix!r}"
         raise ValueError(msg)
 
     def mark(method: F) -> F:
-        method.__sse_route__ = _Route(suffix, schema)  # type: ignore[attr-defined]
+        method.__sse_route__ = suffix  # type: ignore[attr-defined]
+        method.__sse_schema__ = schema  # type: ignore[attr-defined]
         return method
 
     return mark
@@ -217,7 +223,8 @@ class EventStreamView(View):
     events (``{"event": "price", "data": {...}, "id": ..., "retry": ...}``) are events, with
     their ``data`` JSON-encoded (``items`` picks other rules). Set ``schema`` to a pydantic
     model (or any type pydantic validates) and the ``data`` of every event is validated and
-    serialized with it; data that does not match raises (logged; the stream ends).
+    serialized with it; data that does not match is an error of the source: before the first
+    event the response is a 500, after it the stream ends (logged with the reason).
 
     The parameters of ``events`` come from the URL rule (``<symbol>``) or, when the rule has
     no such variable, from the query string, converted to their annotation by pydantic
@@ -261,9 +268,20 @@ class EventStreamView(View):
     runner: ClassVar[RunnerKind] = "auto"
     close_timeout: ClassVar[float] = 1.0
     max_lifetime: ClassVar[float | None] = None
+    #: Which other sites may read the streams (:class:`~sse_sync.CORS`); preflight
+    #: (``OPTIONS``) requests are then answered too.
+    cors: ClassVar[CORS | None] = None
 
     def __init__(self, route: str = "events") -> None:
         self.route = route
+
+    @classmethod
+    def as_view(cls, name: str, *class_args: Any, **class_kwargs: Any) -> RouteCallable:
+        """Flask's view function for this class, with :attr:`cors` applied when set."""
+        view = super().as_view(name, *class_args, **class_kwargs)
+        if cls.cors is None:
+            return view
+        return cors_view(cast("Callable[..., Response]", view), cls.cors)
 
     def events(self, **view_args: Any) -> Iterable[Any]:
         """Yield the events of the stream; override it. Plain blocking code is fine."""
@@ -286,8 +304,7 @@ class EventStreamView(View):
         source = method(self, **view_args, **arguments)
         if isinstance(source, Response):
             return source
-        route: _Route | None = getattr(method, "__sse_route__", None)
-        schema = cls.schema if route is None or route.schema is _CLASS_SCHEMA else route.schema
+        schema = getattr(method, "__sse_schema__", None) or cls.schema
         if schema is not None or cls.retry is not None or cls.event_id is not _NO_EVENT_ID:
             # Validated here, not when the stream starts: a bad retry is the view's bug.
             retry = b"" if cls.retry is None else ServerSentEvent(retry=cls.retry).encode()
@@ -388,10 +405,10 @@ class EventStreamView(View):
         name = endpoint or re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
         app.add_url_rule(rule, view_func=cls.as_view(name), **options)
         for attr in dir(cls):
-            route = getattr(getattr(cls, attr, None), "__sse_route__", None)
-            if isinstance(route, _Route):
+            suffix = getattr(getattr(cls, attr, None), "__sse_route__", None)
+            if suffix is not None:
                 view = cls.as_view(f"{name}_{attr}", attr)
-                app.add_url_rule(rule.rstrip("/") + route.suffix, view_func=view, **options)
+                app.add_url_rule(rule.rstrip("/") + suffix, view_func=view, **options)
 
 
 _NO_EVENT_ID = EventStreamView.event_id

@@ -9,6 +9,8 @@ https://html.spec.whatwg.org/multipage/server-sent-events.html#the-eventsource-i
 * Reconnections that fail in a row wait longer and longer (capped exponential backoff with
   jitter), so a server that is down is not hammered. The spec allows this ("user agents may
   wait longer [...] if the previous attempts failed").
+* It can send any method with a body (``method="POST", json={...}``), which a browser's
+  ``EventSource`` cannot: each reconnection repeats the same request, body included.
 * It never reconnects after the server "fails the connection": a status other than 200, or a
   ``Content-Type`` other than ``text/event-stream``. A ``204 No Content`` is the server's way to
   say "stop": iteration just ends. Any other status or type raises :class:`EventSourceError`.
@@ -20,11 +22,12 @@ It works the same under gevent (with ``gevent.monkey.patch_all()``) as with thre
 from __future__ import annotations
 
 import random
+import re
 import socket
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._parse import EventParser, MessageEvent, iter_events
 
@@ -41,6 +44,11 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 # Backoff never doubles from less than this (seconds), so "retry: 0" cannot make a failing
 # reconnect loop spin.
 _MIN_BACKOFF_BASE = 0.01
+# An HTTP method is a token (RFC 9110, section 5.6.2).
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Methods whose requests must not carry a body here, as in fetch() ("Request with GET/HEAD
+# method cannot have body"); a HEAD response has no body to stream either.
+_NO_BODY_METHODS = frozenset({"GET", "HEAD"})
 # Past this many doublings the cap has long been reached; keeps 2 ** n a small float.
 _MAX_DOUBLINGS = 32
 
@@ -80,6 +88,46 @@ class EventSourceError(Exception):
 
 class _Stop(Exception):
     """The server answered 204 No Content: stop without reconnecting."""
+
+
+def _encode_body(
+    lib: ModuleType, method: str, url: str, json: Any, content: object, data: object
+) -> tuple[bytes | None, str | None]:
+    """Check the request body arguments and encode them once: ``(body, its Content-Type)``.
+
+    The bytes are kept so that every reconnection sends exactly the same body.
+    """
+    bodies = (("json", json), ("content", content), ("data", data))
+    given = [name for name, value in bodies if value is not None]
+    if not given:
+        return None, None
+    if len(given) > 1:
+        msg = (
+            f"Expected at most one of json=, content= and data=, got {' and '.join(given)}; "
+            "pass the request body once"
+        )
+        raise ValueError(msg)
+    if method in _NO_BODY_METHODS:
+        msg = (
+            f"Expected no request body with method={method!r}, got {given[0]}=; pass "
+            "method='POST' (or another method that takes a body), as fetch() requires too"
+        )
+        raise ValueError(msg)
+    if content is not None and not isinstance(content, (bytes, str)):
+        msg = (
+            f"Expected content to be bytes or str (a body that can be sent again on each "
+            f"reconnection), got {type(content).__name__}; read it into bytes first"
+        )
+        raise TypeError(msg)
+    if data is not None and not isinstance(data, Mapping):
+        msg = (
+            f"Expected data to be a mapping of form fields, got {type(data).__name__}; "
+            "pass a raw body as content="
+        )
+        raise TypeError(msg)
+    request = lib.Request(method, url, json=json, content=content, data=data)
+    content_type: str | None = request.headers.get("Content-Type")
+    return request.content, content_type
 
 
 def _mime_essence(content_type: str) -> str:
@@ -124,10 +172,30 @@ class EventSource:
     or a ``Content-Type`` that is not ``text/event-stream``) or when ``max_retries`` is
     exhausted after network errors. Only one thread may iterate at a time.
 
+    To stream the answer to a ``POST`` (an LLM-style chat endpoint, say), pass the method
+    and a body, as with httpx. Each reconnection sends the same method and the same body
+    bytes again, with ``Last-Event-ID``, so the server can resume:
+
+    .. code-block:: python
+
+        with EventSource(
+            "http://localhost:8000/chat", method="POST", json={"prompt": "Hi"}, max_retries=0
+        ) as source:
+            for event in source:
+                print(event.data, end="")
+
     :param url: the event stream's URL.
+    :param method: the HTTP method, upper-cased as httpx does. ``GET`` and ``HEAD`` take no
+        body (as in ``fetch()``); ``HEAD`` has no response body to stream, so it is refused.
     :param headers: extra request headers, e.g. ``{"Authorization": "Bearer ..."}``. The
-        client sends ``Accept: text/event-stream``, ``Cache-Control: no-store`` and, when
-        reconnecting, ``Last-Event-ID``.
+        client sends ``Accept: text/event-stream``, ``Cache-Control: no-store``, the body's
+        ``Content-Type`` (unless given here) and, when reconnecting, ``Last-Event-ID``.
+    :param json: a request body to send as JSON (``Content-Type: application/json``).
+    :param content: a raw request body, ``bytes`` or ``str`` (UTF-8); set its
+        ``Content-Type`` in ``headers``. Iterators and files are refused: the body is sent
+        again on each reconnection.
+    :param data: form fields to send URL-encoded
+        (``Content-Type: application/x-www-form-urlencoded``).
     :param last_event_id: the id to resume after on the first connection (sent as
         ``Last-Event-ID``); must not contain NUL, CR or LF.
     :param timeout: seconds, or an :class:`httpx.Timeout`. A float limits connecting and each
@@ -152,7 +220,11 @@ class EventSource:
         self,
         url: str,
         *,
+        method: str = "GET",
         headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        data: Mapping[str, Any] | None = None,
         last_event_id: str | None = None,
         timeout: float | httpx.Timeout | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
@@ -162,6 +234,17 @@ class EventSource:
         max_backoff: float = 30.0,
     ) -> None:
         lib = _import_httpx()
+        if not isinstance(method, str) or not _METHOD.fullmatch(method):
+            msg = f"Expected method to be an HTTP method such as 'GET' or 'POST', got {method!r}"
+            raise ValueError(msg)
+        method = method.upper()
+        if method == "HEAD":
+            msg = (
+                "Expected a method whose response has a body, got 'HEAD'; "
+                "use 'GET' to read an event stream"
+            )
+            raise ValueError(msg)
+        body, body_type = _encode_body(lib, method, url, json, content, data)
         if last_event_id is not None and any(c in last_event_id for c in "\0\r\n"):
             msg = f"Expected last_event_id without NUL, CR or LF, got {last_event_id!r}"
             raise ValueError(msg)
@@ -177,9 +260,13 @@ class EventSource:
             msg = f"Expected max_backoff to be seconds > 0, got {max_backoff!r}"
             raise ValueError(msg)
         self.url = url
+        self.method = method
         self._headers = lib.Headers({"Accept": "text/event-stream", "Cache-Control": "no-store"})
         if headers is not None:
             self._headers.update(headers)
+        if body_type is not None and "Content-Type" not in self._headers:
+            self._headers["Content-Type"] = body_type
+        self._body = body
         self._last_event_id = last_event_id or ""
         self._retry = retry
         self._server_retry: int | None = None
@@ -345,11 +432,15 @@ class EventSource:
         if self._last_event_id:
             headers["Last-Event-ID"] = self._last_event_id
         client = self._client
+        method, url, body = self.method, self.url, self._body
         if self._timeout is None:
-            request = client.build_request("GET", self.url, headers=headers)
+            request = client.build_request(method, url, headers=headers, content=body)
         else:
-            request = client.build_request("GET", self.url, headers=headers, timeout=self._timeout)
-        # Redirects are followed, as fetch does; the next reconnection uses self.url again.
+            request = client.build_request(
+                method, url, headers=headers, content=body, timeout=self._timeout
+            )
+        # Redirects are followed, as fetch does (a 303 turns a POST into a GET without a
+        # body); the next reconnection sends the original request to self.url again.
         if self._auth is None:
             response = client.send(request, stream=True, follow_redirects=True)
         else:

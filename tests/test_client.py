@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,8 @@ class Seen:
     path: str
     headers: dict[str, str]
     at: float
+    method: str = "GET"
+    body: bytes = b""
 
 
 @dataclass
@@ -52,7 +55,8 @@ class Server:
     def app(self, environ: dict[str, object], start_response: Callable[..., object]) -> object:
         request = Request(environ)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.seen.append(Seen(request.path, headers, time.monotonic()))
+        body = request.get_data()
+        self.seen.append(Seen(request.path, headers, time.monotonic(), request.method, body))
         handler = self.routes.get(request.path)
         if handler is None:
             response = Response("not found", status=404)
@@ -518,3 +522,101 @@ def test_failed_connections_back_off() -> None:
             list(source)
     client.close()
     assert waits == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("body", "wire", "content_type"),
+    [
+        ({"json": {"prompt": "hi", "n": 2}}, b'{"prompt":"hi","n":2}', "application/json"),
+        ({"data": {"q": "a b", "n": "1"}}, b"q=a+b&n=1", "application/x-www-form-urlencoded"),
+        ({"content": "caf\u00e9"}, "caf\u00e9".encode(), None),
+        ({"content": b"\x00raw"}, b"\x00raw", None),
+    ],
+)
+def test_post_body_is_sent_again_on_reconnect(
+    server: Server, body: dict[str, Any], wire: bytes, content_type: str | None
+) -> None:
+    """A reconnection repeats the method and the exact body bytes, with Last-Event-ID."""
+
+    def handler(req: Request, n: int) -> Response:
+        if n == 1:
+            return sse_response([ServerSentEvent(data=1, id="1", retry=10)])
+        return server.blocking(ServerSentEvent(data=2, id="2"))
+
+    server.routes["/s"] = handler
+    with EventSource(server.url + "/s", method="POST", timeout=TIMEOUT, **body) as source:
+        events = take(source, 2)
+    assert [(e.data, e.last_event_id) for e in events] == [("1", "1"), ("2", "2")]
+    first, second = server.requests("/s")
+    assert (first.method, first.body) == (second.method, second.body) == ("POST", wire)
+    assert first.headers.get("content-type") == second.headers.get("content-type") == content_type
+    assert "last-event-id" not in first.headers
+    assert second.headers["last-event-id"] == "1"
+    assert second.headers["accept"] == "text/event-stream"
+
+
+def test_any_method_and_a_given_content_type(server: Server) -> None:
+    """Other methods stream too; a Content-Type in headers= wins over the body's."""
+    server.routes["/s"] = lambda req, n: server.blocking(ServerSentEvent(data=req.method))
+    with EventSource(
+        server.url + "/s",
+        method="put",
+        json=[1],
+        headers={"Content-Type": "application/vnd.chat+json"},
+        timeout=TIMEOUT,
+    ) as source:
+        assert source.method == "PUT"
+        assert [e.data for e in take(source, 1)] == ['"PUT"']
+    (seen,) = server.requests("/s")
+    assert seen.headers["content-type"] == "application/vnd.chat+json"
+    assert seen.body == b"[1]"
+
+
+def test_get_sends_no_body(server: Server) -> None:
+    """The default GET sends neither a body nor a Content-Type."""
+    server.routes["/s"] = lambda req, n: server.blocking(ServerSentEvent(data=1))
+    with EventSource(server.url + "/s", timeout=TIMEOUT) as source:
+        take(source, 1)
+    (seen,) = server.requests("/s")
+    assert (seen.method, seen.body) == ("GET", b"")
+    assert "content-type" not in seen.headers
+    assert "content-length" not in seen.headers
+
+
+def test_redirected_post_reconnects_with_the_original_request(server: Server) -> None:
+    """A 303 after a POST is followed with a GET, as fetch does; a reconnect POSTs again."""
+    server.routes["/chat"] = lambda req, n: Response(status=303, headers={"Location": "/s"})
+
+    def handler(req: Request, n: int) -> Response:
+        if n == 1:
+            return sse_response([ServerSentEvent(data=1, id="1", retry=10)])
+        return server.blocking(ServerSentEvent(data=2, id="2"))
+
+    server.routes["/s"] = handler
+    with EventSource(server.url + "/chat", method="POST", json={"a": 1}, timeout=TIMEOUT) as source:
+        assert [e.data for e in take(source, 2)] == ["1", "2"]
+    assert [(s.method, s.body) for s in server.requests("/chat")] == [("POST", b'{"a":1}')] * 2
+    assert server.requests("/chat")[1].headers["last-event-id"] == "1"
+    assert [s.method for s in server.requests("/s")] == ["GET", "GET"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "POST", "json": {}, "content": b""}, ValueError, "got json and content"),
+        ({"method": "POST", "data": {}, "content": "x"}, ValueError, "got content and data"),
+        ({"json": {"a": 1}}, ValueError, "no request body with method='GET', got json="),
+        ({"method": "get", "data": {"a": "1"}}, ValueError, "method='GET', got data="),
+        ({"method": "HEAD"}, ValueError, "got 'HEAD'"),
+        ({"method": "PO ST"}, ValueError, "got 'PO ST'"),
+        ({"method": ""}, ValueError, "got ''"),
+        ({"method": "POST", "content": iter([b"x"])}, TypeError, "got list_iterator"),
+        ({"method": "POST", "data": b"a=1"}, TypeError, "pass a raw body as content="),
+    ],
+)
+def test_rejects_bad_request_arguments(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Two bodies, a body with GET, HEAD, a malformed method or an unreplayable body raise."""
+    with pytest.raises(error, match=match):
+        EventSource("http://127.0.0.1:9/", **kwargs)

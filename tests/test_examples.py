@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 import pytest
 
 from sse_sync.client import iter_events
+from sse_sync.testing import assert_cleaned_up, read_events
 
 
 def read(module: str, path: str, headers: dict[str, str] | None = None, count: int = 100) -> Any:
@@ -26,7 +28,7 @@ def read(module: str, path: str, headers: dict[str, str] | None = None, count: i
 @pytest.fixture(autouse=True)
 def no_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     """The examples sleep between events; the tests do not need to wait."""
-    for name in ("items", "metadata", "logs", "resumable", "classic"):
+    for name in ("items", "metadata", "logs", "resumable", "classic", "chat"):
         monkeypatch.setattr(importlib.import_module(f"examples.{name}"), "DELAY", 0.0)
 
 
@@ -91,3 +93,54 @@ def test_demo_samples_and_page() -> None:
         '"unnamed"',
     ]
     assert [e.type for e in events] == ["sample"] * 7 + ["message"]
+
+
+def _chat(body: object) -> Any:
+    chat = importlib.import_module("examples.chat")
+    return chat.app.test_client().post("/chat", json=body, buffered=False)
+
+
+def test_chat_example_streams_tokens_then_done() -> None:
+    """POST /chat streams one token event per token, then done; the upstream is closed."""
+    llm = importlib.import_module("examples.chat").llm
+    response = _chat({"prompt": "Hi", "max_tokens": 5})
+    events = list(iter_events(response.response))
+    response.close()
+    assert [e.type for e in events] == ["token"] * 5 + ["done"]
+    text = "".join(json.loads(e.data)["text"] for e in events[:5])
+    assert text == 'You said: "Hi". Server-sent events'
+    call = llm.calls[-1]
+    assert (call.prompt, call.tokens, call.finished) == ("Hi", 5, True)
+    assert call.closed is not None
+
+
+def test_chat_example_closes_upstream_when_client_leaves() -> None:
+    """Closing the response mid-answer closes the upstream stream, unfinished."""
+    llm = importlib.import_module("examples.chat").llm
+    response = _chat({"prompt": "Bye", "max_tokens": 1000})
+    assert len(read_events(response, count=2)) == 2
+    response.close()
+    assert_cleaned_up(response)
+    call = llm.calls[-1]
+    assert call.prompt == "Bye"
+    assert call.closed is not None
+    assert not call.finished
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("just text", "Expected a JSON object"),
+        ({}, "Expected 'prompt' to be a non-empty string, got None"),
+        ({"prompt": "  "}, "got '  '"),
+        ({"prompt": "x", "max_tokens": "5"}, "Expected 'max_tokens' to be an integer, got '5'"),
+        ({"prompt": "x", "max_tokens": True}, "to be an integer, got True"),
+        ({"prompt": "x", "max_tokens": 0}, "from 1 to 2000, got 0"),
+    ],
+)
+def test_chat_example_rejects_bad_bodies(body: object, error: str) -> None:
+    """A bad chat request is a 400 with a JSON error, before any stream starts."""
+    response = _chat(body)
+    assert response.status_code == 400
+    assert error in response.get_json()["error"]
+    response.close()

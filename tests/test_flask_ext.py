@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +16,9 @@ from sse_sync.testing import read_events
 
 
 def make_app(**config: Any) -> Flask:
+    """An app whose channels are all public, unless ``config`` says otherwise."""
     app = Flask(__name__)
-    app.config.update({"SSE_PING": 0.05, **config})
+    app.config.update({"SSE_PING": 0.05, "SSE_PUBLIC_CHANNELS": "*", **config})
     return app
 
 
@@ -152,23 +154,19 @@ def test_authorize_argument() -> None:
         (None, False, "https://a.example", {}),
         ("*", False, None, {}),
         ("*", False, "https://a.example", {"Access-Control-Allow-Origin": "*"}),
+        ("*", False, "null", {"Access-Control-Allow-Origin": "*"}),
         (
-            "*",
+            ["https://a.example", "https://b.example"],
             True,
-            "https://a.example",
+            "https://b.example",
             {
-                "Access-Control-Allow-Origin": "https://a.example",
+                "Access-Control-Allow-Origin": "https://b.example",
                 "Vary": "Origin",
                 "Access-Control-Allow-Credentials": "true",
             },
         ),
-        (
-            ["https://a.example", "https://b.example"],
-            False,
-            "https://b.example",
-            {"Access-Control-Allow-Origin": "https://b.example", "Vary": "Origin"},
-        ),
-        (["https://a.example"], False, "https://evil.example", {}),
+        (["https://a.example"], True, "null", {"Vary": "Origin"}),
+        (["https://a.example"], False, "https://evil.example", {"Vary": "Origin"}),
         (
             "https://a.example",
             False,
@@ -192,15 +190,57 @@ def test_cors_headers(
     assert cors == expected
 
 
+@pytest.mark.parametrize("factory", [True, False])
+def test_wildcard_with_credentials_is_refused_at_init_app(factory: bool) -> None:
+    """SSE_CORS_ORIGINS="*" with SSE_CORS_CREDENTIALS=True raises ValueError at init_app."""
+    app = make_app(SSE_CORS_ORIGINS="*", SSE_CORS_CREDENTIALS=True)
+    with pytest.raises(ValueError, match=r"SSE_CORS_ORIGINS='\*'.*List the origins"):
+        SSE().init_app(app) if factory else SSE(app)
+    assert "sse.stream" not in app.view_functions
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "message"),
+    [
+        ({"SSE_CORS_CREDENTIALS": True}, ValueError, "got None with SSE_CORS_CREDENTIALS=True"),
+        ({"SSE_CORS_ORIGINS": ["https://a.example/"]}, ValueError, "SSE_CORS_ORIGINS=.*no path"),
+        ({"SSE_CORS_ORIGINS": "*", "SSE_CORS_CREDENTIALS": "false"}, TypeError, "True or False"),
+    ],
+)
+def test_cors_config_that_cannot_work_is_refused(
+    config: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Credentials without origins, a malformed origin or a non-bool credentials raise."""
+    with pytest.raises(error, match=message):
+        SSE(make_app(**config))
+
+
 def test_cors_preflight() -> None:
-    """OPTIONS answers a preflight allowing GET with Last-Event-ID."""
+    """OPTIONS answers a preflight allowing GET with the headers asked for."""
     app = make_app(SSE_CORS_ORIGINS=["https://a.example"])
+    SSE(app)
+    response = app.test_client().options(
+        "/stream",
+        headers={
+            "Origin": "https://a.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+    )
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "https://a.example"
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
+    assert response.headers["Access-Control-Allow-Headers"] == "last-event-id"
+
+
+def test_options_without_cors_allows_no_other_site() -> None:
+    """Without SSE_CORS_ORIGINS, OPTIONS answers 204 with Allow and no CORS header."""
+    app = make_app()
     SSE(app)
     response = app.test_client().options("/stream", headers={"Origin": "https://a.example"})
     assert response.status_code == 204
-    assert response.headers["Access-Control-Allow-Origin"] == "https://a.example"
-    assert response.headers["Access-Control-Allow-Methods"] == "GET"
-    assert "Last-Event-ID" in response.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert not [name for name, _ in response.headers if name.startswith("Access-Control")]
 
 
 def test_cors_headers_on_refusals() -> None:
@@ -210,6 +250,87 @@ def test_cors_headers_on_refusals() -> None:
     response = app.test_client().get("/stream", headers={"Origin": "https://a.example"})
     assert response.status_code == 403
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_only_the_default_channel_is_public_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    """Without a hook only SSE_DEFAULT_CHANNEL may be read; others answer 403, logged once.
+
+    A trial subscribed to ``user:42`` without any authorize hook: every channel was public
+    and nothing was logged.
+    """
+    app = make_app(SSE_PUBLIC_CHANNELS=None)  # as when it is not set
+    SSE(app)
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="sse_sync"):
+        refused = [client.get(f"/stream?channel={name}") for name in ("user:42", "sse,user:7")]
+    assert [r.status_code for r in refused] == [403, 403]
+    assert refused[0].data == (
+        b"Not allowed to subscribe to channel 'user:42': it is not in SSE_PUBLIC_CHANNELS "
+        b"and no authorize hook is set\n"
+    )
+    [record] = caplog.records
+    assert "'user:42'" in record.message
+    assert "@sse.authorize" in record.message and "SSE_PUBLIC_CHANNELS (['sse'])" in record.message
+    for path in ("/stream", "/stream?channel=sse"):
+        allowed = client.get(path, buffered=False)
+        assert allowed.status_code == 200
+        allowed.close()
+
+
+@pytest.mark.parametrize(
+    ("public", "default", "open_", "closed"),
+    [
+        (["news", "prices"], "sse", ["news", "prices", "news,prices"], ["sse", "user:1"]),
+        ("news", "sse", ["news"], ["sse"]),
+        ([], "sse", [], ["sse", "news"]),
+        (None, None, [], ["sse", "news"]),
+        (None, "lobby", ["lobby"], ["sse"]),
+        ("*", "sse", ["sse", "user:42", "a,b"], []),
+    ],
+)
+def test_public_channels_config(
+    public: Any, default: str | None, open_: list[str], closed: list[str]
+) -> None:
+    """SSE_PUBLIC_CHANNELS lists the open channels ("*": all); None means the default one."""
+    app = make_app(SSE_PUBLIC_CHANNELS=public, SSE_DEFAULT_CHANNEL=default)
+    SSE(app)
+    client = app.test_client()
+    for channels in open_:
+        response = client.get(f"/stream?channel={channels}", buffered=False)
+        assert response.status_code == 200, channels
+        response.close()
+    for channels in closed:
+        assert client.get(f"/stream?channel={channels}").status_code == 403, channels
+
+
+def test_a_hook_set_after_init_app_decides_every_channel() -> None:
+    """Once @sse.authorize is set (after init_app too), it decides public channels as well."""
+    app = make_app(SSE_PUBLIC_CHANNELS=None)
+    sse = SSE(app)
+    assert app.test_client().get("/stream?channel=user:1").status_code == 403
+
+    @sse.authorize
+    def may(channel: str) -> bool:
+        return channel == "user:1"
+
+    client = app.test_client()
+    response = client.get("/stream?channel=user:1", buffered=False)
+    assert response.status_code == 200
+    response.close()
+    refused = client.get("/stream?channel=sse")
+    assert (refused.status_code, refused.data) == (
+        403,
+        b"Not allowed to subscribe to channel 'sse'\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("public", "error"), [(["ok", "no spaces"], ValueError), ([1, 2], TypeError), (3, TypeError)]
+)
+def test_bad_public_channels_are_refused(public: Any, error: type[Exception]) -> None:
+    """A malformed SSE_PUBLIC_CHANNELS raises at init_app."""
+    with pytest.raises(error, match="channel"):
+        SSE(make_app(SSE_PUBLIC_CHANNELS=public))
 
 
 def test_app_factory_and_app_context() -> None:

@@ -8,6 +8,7 @@ import sys
 import sse_sync
 
 CONTRACT = {
+    "CORS",
     "Broker",
     "EventStreamResponse",
     "EventStreamView",

@@ -82,7 +82,7 @@ def readme() -> Iterator[ReadmeRun]:
 
 def test_every_block_runs(readme: ReadmeRun) -> None:
     """Each Python block of the README executes as printed, the last one included."""
-    assert len(BLOCKS) >= 7
+    assert len(BLOCKS) >= 8
     assert readme.blocks_run == len(BLOCKS)
 
 
@@ -133,6 +133,16 @@ def test_event_stream_view_block(readme: ReadmeRun) -> None:
     response = client.get("/prices/AAPL/stream?count=two")
     assert response.status_code == 400
     assert "Invalid query parameter &#39;count&#39;" in response.get_data(as_text=True)
+
+
+def test_openapi_block(readme: ReadmeRun) -> None:
+    """The API docs block: a flask-openapi3 app documents its stream and streams it."""
+    api = readme.namespace["api"]
+    assert "/prices/stream" in api.api_doc["paths"]
+    response = api.test_client().get("/prices/stream", buffered=False)
+    [event] = read_events(response, count=1)
+    response.close()
+    assert (event.type, event.json()) == ("price", {"symbol": "AAPL", "value": 1.5})
 
 
 def test_brokers_block(readme: ReadmeRun) -> None:

@@ -333,33 +333,56 @@ def test_teardown_signal_receivers_run_for_the_stream_too() -> None:
         response = app.test_client().get("/s", buffered=False)
         assert body(response) == b"data: 1\n\n"
         response.close()
-    assert threads == ["MainThread", "sse_sync-producer"]
+    # The source starts in the view, so a short stream may end before the view is torn down.
+    assert sorted(threads) == ["MainThread", "sse_sync-producer"]
 
 
-def test_teardown_runs_for_the_view_and_once_more_for_the_stream() -> None:
-    """Teardown runs when the view returns and again, on the producer, when the stream ends."""
+def _db_app(view_db: str | None) -> tuple[Flask, list[tuple[str, str | None]]]:
+    """An app whose teardown pops g.db, and a view whose source reads (or opens) g.db twice.
+
+    The source's second step waits for the view's teardown.
+    """
     app = Flask(__name__)
     calls: list[tuple[str, str | None]] = []
+    view_torn_down = threading.Event()
 
     @app.teardown_appcontext
     def close_db(exc: BaseException | None) -> None:
         calls.append((threading.current_thread().name, g.pop("db", None)))
+        if threading.current_thread().name == "MainThread":
+            view_torn_down.set()
 
     @app.get("/db")
     def with_db() -> Any:
-        g.db = "view's connection"
+        g.user = "ada"
+        if view_db is not None:
+            g.db = view_db
 
         def gen() -> Iterator[Any]:
-            if "db" not in g:  # the get_db() pattern: the view's was closed at its teardown
-                g.db = "stream's connection"
-            yield g.db
+            if view_db is None and "db" not in g:  # get_db(), in the first step: in the view
+                g.db = f"{g.user}'s stream connection"
+            yield g.get("db")
+            view_torn_down.wait(5)
+            yield g.get("db")
 
-        return sse_response(gen(), ping=None)
+        return sse_response(gen(), ping=None, open_timeout=5)
 
+    return app, calls
+
+
+def test_what_the_source_opens_through_g_outlives_the_views_teardown() -> None:
+    """What the source sets on g in its first step is its own: only its teardown sees it."""
+    app, calls = _db_app(view_db=None)
     response = app.test_client().get("/db", buffered=False)
-    assert body(response) == b'data: "stream\'s connection"\n\n'
+    assert body(response) == b'data: "ada\'s stream connection"\n\n' * 2
     response.close()
-    assert calls == [
-        ("MainThread", "view's connection"),
-        ("sse_sync-producer", "stream's connection"),
-    ]
+    assert calls == [("MainThread", None), ("sse_sync-producer", "ada's stream connection")]
+
+
+def test_the_source_reads_the_views_g_and_leaves_its_teardown_to_the_view() -> None:
+    """The source sees what the view put on g until the view's teardown, which alone closes it."""
+    app, calls = _db_app(view_db="view's connection")
+    response = app.test_client().get("/db", buffered=False)
+    assert body(response) == b'data: "view\'s connection"\n\ndata: null\n\n'
+    response.close()
+    assert calls == [("MainThread", "view's connection"), ("sse_sync-producer", None)]

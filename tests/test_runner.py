@@ -412,3 +412,75 @@ print("ok")
 def test_gevent_first_read_before_the_hub_ever_ran() -> None:
     """Under gevent, a first read from the main greenlet, hub not yet running, still works."""
     run_under_gevent(GEVENT_HUB_NOT_RUNNING)
+
+
+def test_open_raises_what_the_source_raised_before_its_first_item() -> None:
+    """open() re-raises the source's exception on the caller's thread and closes the stream."""
+
+    def gen() -> Iterator[int]:
+        raise KeyError("before the first item")
+        yield 1
+
+    p = producer(gen())
+    stream = EventStream(p, ping=None, open_timeout=5)
+    with pytest.raises(KeyError, match="before the first item"):
+        stream.open()
+    assert stream.closed and not p.running
+    assert list(stream) == []
+
+
+def test_open_keeps_the_first_frames_for_the_first_read() -> None:
+    """Frames that came while open() waited are what the first next() returns."""
+    stream = EventStream(producer(iter([1])), ping=None, open_timeout=5)
+    stream.open()
+    stream.open()  # only the first call waits
+    assert list(stream) == [b"data: 1\n\n"]
+
+
+def test_an_error_queued_after_frames_comes_after_them() -> None:
+    """read_frames() returns the frames queued before an error, then raises it, then ends."""
+
+    def gen() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("after two items")
+
+    p = producer(gen())
+    p.start()
+    wait_until(lambda: not p.running)
+    assert p.read_frames(1) == b"data: 1\n\ndata: 2\n\n"
+    with pytest.raises(ValueError, match="after two items"):
+        p.read_frames(1)
+    assert p.read_frames(1) == b""
+
+
+def test_a_quiet_stream_opens_with_a_ping_even_without_pings() -> None:
+    """The first write of a quiet stream is a ping at open_timeout; with ping=None, no other."""
+    release = threading.Event()
+
+    def gen() -> Iterator[str]:
+        release.wait(10)
+        yield "late"
+
+    stream = EventStream(producer(gen()), ping=None, open_timeout=0.02)
+    assert next(stream) == PING
+    release.set()
+    assert list(stream) == [b'data: "late"\n\n']
+
+
+def test_an_error_nobody_read_is_logged_at_close(caplog: pytest.LogCaptureFixture) -> None:
+    """A source error still queued when the stream is closed is logged there, once."""
+
+    def gen() -> Iterator[int]:
+        raise ValueError("never read")
+        yield 1
+
+    p = producer(gen())
+    p.start()
+    wait_until(lambda: not p.running)
+    with caplog.at_level(logging.ERROR, logger="sse_sync"):
+        p.close()
+        p.close()
+    [record] = caplog.records
+    assert "never read" in str(record.exc_info[1])  # type: ignore[index]
+    assert p.read_frames(1) == b""

@@ -43,7 +43,7 @@ class Prices(EventStreamView):
     def summary(self, symbol: str, since: datetime.date) -> Iterator[Any]:
         yield {"event": "summary", "data": {"count": since.day}}
 
-    @event_stream_route("/tags", schema=None)
+    @event_stream_route("/tags", schema=dict[str, object])
     def tags(
         self, symbol: str, tag: list[str], mode: Literal["all", "any"] = "any"
     ) -> Iterator[Any]:

@@ -16,6 +16,16 @@ from ..conftest import ROOT, LiveServer, start_server
 pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
+#: How the tests launch Chromium: headless, quiet, no sandbox (tests run as root in CI).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 # What the page must show for /stream/samples: exactly what was sent (every line break as LF).
@@ -65,18 +75,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

@@ -40,6 +40,11 @@ def stream_items() -> EventStreamResponse:
     return sse_response(gen(), ping=5.0, headers={"X-A": "b"}, runner="thread", queue_size=8)
 
 
+@app.get("/job")
+def job() -> EventStreamResponse:
+    return sse_response(iter([1, 2]), open_timeout=1.0, stop_at_end=True)
+
+
 @app.get("/ticks")
 @sse_view(ping=None)
 def ticks() -> Iterator[int]:
