@@ -609,6 +609,14 @@ def draining() -> bool:
 
 
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
+    """The client connection's socket, where it is this stream's alone.
+
+    Not under HTTP/2: the connection carries every stream of the page, so polling it says
+    nothing about one of them, and shutting it down (a drain, a stuck subscriber) would end them
+    all. There the server ends a stream the client reset (``sse_sync.gunicorn.GeventWorker``).
+    """
+    if environ.get("HTTP_VERSION") == "2":
+        return None
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     return sock if _CAN_POLL and hasattr(sock, "fileno") else None
 
@@ -792,7 +800,8 @@ class EventStream:
                 end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
             self._end_at = end_at
         sock = self._socket
-        poll = _NEVER if sock is None else _DISCONNECT_POLL
+        # Under gunicorn, wake up every _DISCONNECT_POLL to see a stopping worker, socket or not.
+        poll = _NEVER if sock is None and _gunicorn[1] is None else _DISCONNECT_POLL
         read_frames = self.source.read_frames
         while True:
             worker = _gunicorn[1]  # draining(), inlined: this runs once per wake-up
