@@ -26,6 +26,7 @@ __all__ = [
     "Warn",
     "default_encoder",
     "encode_data",
+    "encode_item",
     "fastapi_views_encoder",
     "fields_but_data",
     "is_frames",
@@ -287,6 +288,14 @@ def default_encoder(warn: Warn) -> Encoder:
         return b"data: %b\n\n" % data  # one %-format costs less than two concatenations
 
     return encode_item
+
+
+def _no_warning(message: str, item: Any) -> None:
+    """Outside a stream there is no one to warn: the item is encoded all the same."""
+
+
+#: One item by the default rules, outside any stream (a check, a test): nothing is warned.
+encode_item: Encoder = default_encoder(_no_warning)
 
 
 def sse_starlette_encoder(warn: Warn) -> Encoder:
