@@ -22,11 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from werkzeug.test import Client
 
 from sse_sync import MemoryBroker, ServerSentEvent, sse_response
-from sse_sync._event import encode_data
-from sse_sync._items import item_encoder
-
-#: The default item rules, as a stream applies them.
-encode_item = item_encoder()
+from sse_sync._event import encode_data, encode_item
 
 
 @dataclasses.dataclass

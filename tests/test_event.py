@@ -11,16 +11,12 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from sse_sync import ServerSentEvent
-from sse_sync._event import default_encoder, split_lines
+from sse_sync._event import encode_item, split_lines
 
 
 class Item(BaseModel):
     name: str
     price: float
-
-
-def _no_warning(message: str, item: Any) -> None:
-    raise AssertionError(f"unexpected warning: {message.format(item=item)}")
 
 
 @dataclasses.dataclass
@@ -92,7 +88,7 @@ def test_event_encodes_to_exact_wire_bytes(event: ServerSentEvent, wire: bytes) 
 )
 def test_yielded_items_encode_like_fastapi(item: Any, wire: bytes) -> None:
     """Non-event items become JSON data frames; bytes pass through as pre-framed wire bytes."""
-    assert default_encoder(_no_warning)(item) == wire
+    assert encode_item(item) == wire
 
 
 @pytest.mark.parametrize(
@@ -131,7 +127,7 @@ def test_unencodable_data_names_its_type() -> None:
     with pytest.raises(TypeError, match="'test_unencodable_data_names_its_type.<locals>.Opaque'"):
         event.encode()
     with pytest.raises(TypeError, match="raw_data="):
-        default_encoder(_no_warning)({"x": Opaque()})
+        encode_item({"x": Opaque()})
 
 
 def test_event_is_frozen_and_encoded_once() -> None:

@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
-from sse_sync._event import PING
-from sse_sync._items import item_encoder
+from sse_sync._event import PING, encode_item
 from sse_sync._runner import EventStream, Producer
 
 from .conftest import wait_until
 
 
 def producer(source: Any, **kwargs: Any) -> Producer:
-    return Producer(source, item_encoder(), **kwargs)
+    return Producer(source, encode_item, **kwargs)
 
 
 def run_under_gevent(code: str) -> None:
@@ -123,7 +122,7 @@ def test_frames_already_queued_are_joined_into_one_write() -> None:
     p = producer(iter(range(10)), queue_size=64)
     p.start()
     wait_until(lambda: not p.running)
-    chunk = b"".join(map(item_encoder(), range(10)))
+    chunk = b"".join(encode_item(i) for i in range(10))
     assert list(EventStream(p, ping=None)) == [chunk]
 
 
@@ -214,7 +213,7 @@ def test_stream_rejects_bad_durations(name: str, seconds: Any) -> None:
 GEVENT_CLOSE_FROM_ANOTHER_GREENLET = """
 from gevent import monkey; monkey.patch_all()
 import gevent, time
-from sse_sync._items import item_encoder
+from sse_sync._event import encode_item
 from sse_sync._runner import EventStream, Producer
 
 finished = []
@@ -225,7 +224,7 @@ def gen():
     finally:
         finished.append("source")
 
-stream = EventStream(Producer(gen(), item_encoder()), ping=None)
+stream = EventStream(Producer(gen(), encode_item), ping=None)
 got = []
 reader = gevent.spawn(lambda: got.extend(stream))
 deadline = time.monotonic() + 5
@@ -324,7 +323,7 @@ def test_every_frame_arrives_once_in_order_through_a_small_queue(queue_size: int
     """With a thread producer and a slower reader, 5,000 frames arrive once each, in order."""
     stream = EventStream(producer(iter(range(5000)), queue_size=queue_size), ping=None)
     chunks = list(stream)
-    assert b"".join(chunks) == b"".join(map(item_encoder(), range(5000)))
+    assert b"".join(chunks) == b"".join(encode_item(i) for i in range(5000))
     assert all(chunks)
     assert stream.closed
 
@@ -332,7 +331,7 @@ def test_every_frame_arrives_once_in_order_through_a_small_queue(queue_size: int
 GEVENT_HAND_OVER = """
 from gevent import monkey; monkey.patch_all()
 import gevent, time
-from sse_sync._items import item_encoder
+from sse_sync._event import encode_item
 from sse_sync._runner import EventStream, Producer
 
 for size in (1, 3, 64):
@@ -342,14 +341,14 @@ for size in (1, 3, 64):
                 if i % 500 == 0:
                     time.sleep(0.001)  # the reader waits for frames now and then
                 yield i
-        frames = Producer(gen(), item_encoder(), queue_size=size, runner=runner)
+        frames = Producer(gen(), encode_item, queue_size=size, runner=runner)
         stream = EventStream(frames, ping=None)
         chunks = []
         for chunk in stream:
             chunks.append(chunk)
             if len(chunks) % 7 == 0:
                 gevent.sleep(0)  # the producer fills the queue and waits for room now and then
-        expected = b"".join(map(item_encoder(), range(3000)))
+        expected = b"".join(encode_item(i) for i in range(3000))
         assert b"".join(chunks) == expected, (size, runner)
         assert max(c.count(b"data:") for c in chunks) <= size, (size, runner)
 print("ok")
@@ -365,7 +364,7 @@ def test_gevent_every_frame_arrives_once_in_order() -> None:
 GEVENT_EAGER_START = """
 from gevent import monkey; monkey.patch_all()
 import gevent
-from sse_sync._items import item_encoder
+from sse_sync._event import encode_item
 from sse_sync._runner import Producer
 
 order = []
@@ -375,7 +374,7 @@ def gen():
     yield 1
 
 def reader():
-    producer = Producer(gen(), item_encoder())
+    producer = Producer(gen(), encode_item)
     for _ in range(20):  # greenlets already queued in the hub, as in a burst of requests
         gevent.spawn(order.append, "queued")
     frames = producer.read_frames(5)
@@ -396,12 +395,12 @@ def test_gevent_first_read_runs_the_producer_before_queued_greenlets() -> None:
 
 GEVENT_HUB_NOT_RUNNING = """
 from gevent import monkey; monkey.patch_all()
-from sse_sync._items import item_encoder
+from sse_sync._event import encode_item
 from sse_sync._runner import Producer
 
 # Read from the main greenlet before the hub ever ran: a producer that ends at once must not
 # end into the hub (which would start it wrongly); it is started the usual way instead.
-producer = Producer(iter([{"a": 1}]), item_encoder())
+producer = Producer(iter([{"a": 1}]), encode_item)
 assert producer.read_frames(5) == b'data: {"a":1}\\n\\n'
 assert producer.read_frames(5) == b""
 print("ok")

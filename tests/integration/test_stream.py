@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sse_sync._items import item_encoder
+from sse_sync._event import encode_item
 
 from ..conftest import STREAM_APP, LiveServer, StreamClient, start_server, wait_until
 from .apps.stream_app import FRAMES
@@ -42,7 +42,7 @@ def test_frames_are_byte_exact(server: LiveServer) -> None:
         assert client.response.getheader("X-Accel-Buffering") == "no"
         assert client.response.getheader("Connection") in (None, "keep-alive", "close")
         body = client.read_all()
-    assert body == b"".join(map(item_encoder(), FRAMES))
+    assert body == b"".join(encode_item(item) for item in FRAMES)
 
 
 def test_pings_on_an_idle_stream(server: LiveServer) -> None:
