@@ -13,7 +13,8 @@ from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wrappers import Response
 
 from ._cors import CORS, add_to_flask_response
-from ._event import ServerSentEvent, encode_item
+from ._event import ServerSentEvent
+from ._items import ItemRules, check_items, item_encoder
 from ._request import END_ID, reconnects_after_end
 from ._runner import OPEN_TIMEOUT, EventStream, FrameSource, Producer, RunnerKind
 
@@ -139,7 +140,8 @@ class EventStreamResponse(Response):
     Usually built with :func:`sse_response`, which takes the same arguments. The source runs
     off the request thread from the first iteration on: a greenlet under gevent, an OS thread
     otherwise. Each item it yields is sent as an event: a :class:`ServerSentEvent` as it says,
-    ``bytes`` as pre-framed wire bytes, anything else as the JSON ``data`` of an unnamed event.
+    ``bytes`` as pre-framed wire bytes, a ``str`` of complete event-stream frames as those
+    frames, anything else as the JSON ``data`` of an unnamed event (``items`` picks other rules).
 
     **When the status is settled and the headers go out.** The response waits up to
     ``open_timeout`` seconds (0.5 by default) for the source's first item, on the request
@@ -187,11 +189,16 @@ class EventStreamResponse(Response):
         block in C code gevent cannot patch (the pool's size bounds how many run at once).
     :param close_timeout: with threads, how long ``close()`` waits for the producer to stop
         after a disconnect before raising :class:`~sse_sync.StreamClosed` in it.
-    :param encode: turns one item into wire bytes; the default is described above.
+    :param encode: turns one item into wire bytes; by default, the ``items`` rules.
     :param max_lifetime: seconds after which the stream ends with a ``retry:`` hint, so that
         clients reconnect (and resume from their ``Last-Event-ID``) somewhere else from time
         to time; each stream picks between 80% and 100% of it. ``None``: no limit. Under
         gunicorn, streams also end this way within about a second when their worker stops.
+    :param items: which rules turn items into events: ``"default"`` (described above; a
+        ``str`` made of complete event-stream frames is sent as those frames),
+        ``"sse-starlette"`` (dicts of event fields, ``str`` sent as text) or
+        ``"fastapi-views"`` (dicts with ``event`` and JSON ``data``); see docs/migrating.md.
+        An item that looks like another rule's idiom logs one warning per stream.
     :param cors: which other sites may read the stream (:class:`~sse_sync.CORS`); its headers
         follow the request's ``Origin``. ``None``: same-origin pages only.
     :param open_timeout: how long, in seconds (``>= 0``), the response waits for the source's
@@ -215,12 +222,14 @@ class EventStreamResponse(Response):
         queue_size: int = 64,
         runner: RunnerKind = "auto",
         close_timeout: float = 1.0,
-        encode: Callable[[Any], bytes] = encode_item,
+        encode: Callable[[Any], bytes] | None = None,
         max_lifetime: float | None = None,
         cors: CORS | None = None,
         open_timeout: float = OPEN_TIMEOUT,
         stop_at_end: bool = False,
+        items: ItemRules = "default",
     ) -> None:
+        check_items(items)
         all_headers = Headers(_DEFAULT_HEADERS)
         if headers is not None:
             extra = Headers(headers)
@@ -239,7 +248,8 @@ class EventStreamResponse(Response):
                 ("queue_size", queue_size, 64),
                 ("runner", runner, "auto"),
                 ("close_timeout", close_timeout, 1.0),
-                ("encode", encode, encode_item),
+                ("encode", encode, None),
+                ("items", items, "default"),
                 ("stop_at_end", stop_at_end, False),
             )
             ignored = [name for name, value, default in producer_options if value != default]
@@ -252,6 +262,14 @@ class EventStreamResponse(Response):
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
             context, teardown = _flask_context(flask) if flask is not None else (None, None)
+            if encode is None:
+                encode = item_encoder(items)
+            elif items != "default":
+                msg = (
+                    f"Expected either encode= or items=, got both (items={items!r}): items= "
+                    f"picks one of the built-in encoders"
+                )
+                raise TypeError(msg)
             frames = Producer(
                 source,
                 encode,
@@ -356,11 +374,12 @@ def sse_response(
     queue_size: int = 64,
     runner: RunnerKind = "auto",
     close_timeout: float = 1.0,
-    encode: Callable[[Any], bytes] = encode_item,
+    encode: Callable[[Any], bytes] | None = None,
     max_lifetime: float | None = None,
     cors: CORS | None = None,
     open_timeout: float = OPEN_TIMEOUT,
     stop_at_end: bool = False,
+    items: ItemRules = "default",
 ) -> EventStreamResponse:
     """Stream what ``source`` yields as Server-Sent Events.
 
@@ -398,4 +417,5 @@ def sse_response(
         cors=cors,
         open_timeout=open_timeout,
         stop_at_end=stop_at_end,
+        items=items,
     )
