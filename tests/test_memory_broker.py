@@ -24,8 +24,8 @@ def make_broker() -> Iterator[MakeBroker]:
     """A factory of MemoryBrokers, closed afterwards."""
     made: list[MemoryBroker] = []
 
-    def make(history: int = 1000, max_pending: int | None = None) -> MemoryBroker:
-        broker = MemoryBroker(history, max_pending=max_pending)
+    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> MemoryBroker:
+        broker = MemoryBroker(history, max_pending=max_pending, **options)
         made.append(broker)
         return broker
 
