@@ -17,7 +17,11 @@ Ids and cursors:
 * A ``Last-Event-ID`` whose events are no longer retained, or that this broker never issued,
   gets one ``reset`` event per affected channel (no id, data
   ``{"channel": ..., "reason": "expired" | "unknown", "lastEventId": ...}``); the channel then
-  continues live. Pings and control frames never carry an id.
+  continues live. A cursor must name valid, distinct channels, at least one of those
+  subscribed; any other text is ``unknown``. Pings and control frames never carry an id.
+* When the broker finds that events of a channel after what this process read are gone from
+  its store (``_Log.rebase``), every live subscriber of that channel gets a ``reset``
+  (reason ``"lost"`` or ``"expired"``) at its next read, and continues from there.
 
 Slow subscribers: a subscription that falls more than ``max_pending`` live events behind is
 ended (and counted): its client reconnects with its ``Last-Event-ID`` and replays from the

@@ -14,7 +14,38 @@ Redis connections grow with processes, never with clients.
 * Replay reads the in-process log when it covers the position (the usual reconnect), else
   ``XRANGE`` pages, each checked against ``XINFO STREAM`` in the same ``MULTI``.
 * Nothing is retried after a command was sent: a publish that fails raises and was either
-  added once or not at all (a blind retry could add it twice).
+  added once or not at all (a blind retry could add it twice). ``idempotency_key`` makes a
+  retry safe: one Lua script ``GET``s the key, else ``XADD``s and ``SET``s it (``PX``).
+
+Loss is never silent. The signal is the cheapest one Redis Streams give exactly: a position
+is an entry's id (or ``0-0``, before the first), Redis trims a stream only from its start,
+and auto-generated ids only grow, so *while the entry at a position is in the stream, every
+entry after it is too*. Looking for it is one ``XRANGE id id``. (``XINFO``'s
+``max-deleted-entry-id`` is not moved by ``MAXLEN`` trimming, and ids alone cannot tell a
+stream made again after a restart from the old one: its new ids are just larger.)
+
+* Resume: a ``Last-Event-ID`` is resumed only if its entry is there: in the process's log
+  (an entry, or the log's floor or head), else in Redis (``XRANGE`` in the ``MULTI`` with
+  ``XINFO``). Otherwise ``reset``: ``expired`` (below the first entry of a trimmed stream)
+  or ``unknown`` (never issued, or from a stream Redis lost since, even once newer events
+  were published). Catching up from Redis reads from the position inclusively, so the same
+  check costs nothing there.
+* Live, on every (re)connection of the reader: one ``MULTI`` with ``INFO server`` and, per
+  channel followed, ``XINFO STREAM`` and ``XRANGE head head``. A channel whose head entry is
+  gone (a restart without persistence, a stream deleted or trimmed past the reader) starts
+  over at the stream's current end, and its subscribers get a ``reset`` (``lost``;
+  ``expired`` if only trimmed). A channel at ``0-0`` has no entry to look for: if the
+  server's ``run_id`` is not the one its position was read from (noted when the process
+  started following it), it gets a ``reset`` too, since events published just before the
+  restart may be gone unseen.
+* Live, between reconnections: ``XREAD`` after a trimmed position silently returns what is
+  left. That needs a reply of ``min(COUNT, history)`` rows or more (a stream keeps at least
+  ``history`` entries), so only such a reply costs a check of the head entry (``MULTI``
+  ``XINFO`` + ``XRANGE``); the usual reply of a few events costs nothing more.
+
+What no reader can see: with ``appendfsync everysec`` (Redis's default for AOF) a crash loses
+up to a second of acknowledged writes that no process had read yet; ``appendfsync always``
+closes that gap.
 """
 
 from __future__ import annotations
