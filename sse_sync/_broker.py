@@ -885,10 +885,12 @@ class Broker(Protocol):
         """Return a :class:`Subscription` to one channel or several.
 
         It yields the retained events after ``last_event_id`` in order, then live ones, each
-        with its id (a cursor over all channels when there are several); a ``reset`` event
-        first for a channel whose position is no longer retained or unknown. Each event's
-        ``data`` is decoded from the JSON that was sent, as a client would decode it.
-        Raises ``ValueError``/``TypeError`` for a bad channel name or no channel.
+        with its id (a cursor over all channels when there are several). A channel whose
+        position is no longer retained or unknown (any text that is not a position this
+        broker issued) gets a ``reset`` event first; a channel whose events are found lost
+        later gets one then: a gap is never silent. Each event's ``data`` is decoded from the
+        JSON that was sent, as a client would decode it. Raises ``ValueError``/``TypeError``
+        for a bad channel name or no channel, never for ``last_event_id``'s content.
         """
         ...
 
