@@ -6,9 +6,11 @@ A test module defines a ``make_broker`` fixture (a factory taking ``history`` an
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -464,6 +466,33 @@ class BrokerContract:
         broker.publish("big", raw_data="x" * (1024 * 1024 - len(b"data: \n\n")))
         with pytest.raises(ValueError, match="1048577 bytes"):
             broker.publish("big", raw_data="x" * (1024 * 1024 - len(b"data: \n\n") + 1))
+        with pytest.raises(ValueError, match="max_event_size"):
+            broker.publish("big", {"blob": "x" * 50_000_000})  # the trial's 50 MB event
+        assert broker.stats()["published"] == 1
+
+    def test_a_retained_event_costs_about_twice_its_size(self, make_broker: MakeBroker) -> None:
+        """Each retained event holds its frame and its text once: about 2x its size, not 4x."""
+        broker = make_broker(history=100)
+        size, count = 200_000, 20
+        with broker.subscribe("mem") as sub:
+            sub.read_frames(0)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(count):
+                    broker.publish("mem", raw_data=f"{i:06}" + "x" * (size - 6))
+                read = 0
+                while read < count:
+                    frames = sub.read_frames(5)
+                    assert frames, "the events did not come"
+                    read += frames.count(b"\n\n")
+                    del frames
+                gc.collect()
+                per_event = (tracemalloc.get_traced_memory()[0] - before) / count
+            finally:
+                tracemalloc.stop()
+        assert 1.9 * size < per_event < 2.2 * size
 
     @pytest.mark.parametrize(
         ("options", "error"),

@@ -236,6 +236,28 @@ def test_resume_from_before_a_redis_restart_gets_a_reset(
 
 @pytest.mark.redis
 @pytest.mark.gevent
+def test_hostile_ids_get_a_reset_and_no_traceback(
+    live_server: Callable[..., LiveServer], redis_server: Any
+) -> None:
+    """Ids Redis would reject, garbage and foreign cursors get an 'unknown' reset, then live
+    events, on 3 workers, reconnect after reconnect, with no traceback in the log."""
+    server = live_server("gevent", BROKER_APP, workers=3, env={"SSE_BROKER_URL": redis_server.url})
+    publish(server, "h", [0])
+    sent = ["0-99999999999999999999", "99999999999999999999-0", "abc", "h=1-0,h=2-0", "x=1-0"]
+    for round, given in enumerate(sent * 2):
+        with Fleet(server.port, "/stream?channel=h", headers={"Last-Event-ID": given}) as fleet:
+            fleet.pump(fleet.all_have(1), timeout=20, what="the reset event")
+            publish(server, "h", [round])
+            fleet.pump(fleet.all_have(2), timeout=20, what="a live event")
+            reset, live = fleet.clients[0].events
+        assert fleet.clients[0].status == 200
+        assert json.loads(reset.data) == {"channel": "h", "reason": "unknown", "lastEventId": given}
+        assert json.loads(live.data) == round
+    assert "Traceback" not in server.log, server.log
+
+
+@pytest.mark.redis
+@pytest.mark.gevent
 def test_expired_id_gets_the_reset_event(
     live_server: Callable[..., LiveServer], redis_server: Any
 ) -> None:
