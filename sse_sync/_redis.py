@@ -131,6 +131,12 @@ return id
 """
 
 
+def _run_id(reply: Any) -> str | None:
+    """The server's ``run_id`` from an ``INFO server`` reply; ``None`` if INFO was refused
+    (some hosted Redis rename it): then every reconnection counts as a restart."""
+    return None if isinstance(reply, Exception) else str(reply["run_id"])
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -196,7 +202,7 @@ class _Process:
         self.reader: threading.Thread | None = None
         self.reader_id: int | None = None
         #: stream key -> the Redis server's run_id its log's position was read from
-        self.runs: dict[bytes, str] = {}
+        self.runs: dict[bytes, str | None] = {}
         self.version = 0  # bumped when the set of channels changes
         self.reading = 0  # the version the reader's current XREAD was built from
         self.subscribers = 0
@@ -491,14 +497,12 @@ class RedisBroker:
                 pipe.xinfo_stream(self._key(channel))
                 pipe.info("server")
                 info_reply, server = pipe.execute(raise_on_error=False)
-                if isinstance(server, Exception):
-                    raise server
                 info = _StreamInfo.parse(info_reply)
                 log = _Log(channel, self.local_history, info.last, info.last_id)
                 with proc.lock:
                     proc.logs[channel] = log
                     proc.by_key[self._key(channel)] = log
-                    proc.runs[self._key(channel)] = server["run_id"]
+                    proc.runs[self._key(channel)] = _run_id(server)
                     proc.users[channel] = 1
                     proc.version += 1
                     self._start_reader(proc)
@@ -737,22 +741,24 @@ class RedisBroker:
             runs = dict(proc.runs)
         if not followed:
             return
-        pipe = client.pipeline(transaction=True)
+        # Not a MULTI: a refused INFO must not abort the rest. Each XRANGE is what counts.
+        pipe = client.pipeline(transaction=False)
         pipe.info("server")
         heads = []
         for key, log in followed:
             with log.lock:
-                heads.append((key, log, log.head, log.head_id))
+                head, head_id = log.head, log.head_id
+            heads.append((key, log, head, head_id))
             pipe.xinfo_stream(key)
-            pipe.xrange(key, min=log.head_id, max=log.head_id, count=1)
+            pipe.xrange(key, min=head_id, max=head_id, count=1)
         replies = pipe.execute(raise_on_error=False)
-        for reply in replies[::2]:  # INFO, then the XRANGEs
+        for reply in replies[2::2]:  # the XRANGEs
             if isinstance(reply, Exception):
                 raise reply
-        run = replies[0]["run_id"]
+        run = _run_id(replies[0])
         for i, (key, log, head, head_id) in enumerate(heads):
             info = _StreamInfo.parse(replies[1 + 2 * i])
-            same_run = runs.get(key) == run
+            same_run = run is not None and runs.get(key) == run
             kept = bool(replies[2 + 2 * i]) if head != (0, 0) else same_run
             if not kept:
                 reason = "expired" if same_run and info.exists else "lost"

@@ -50,12 +50,16 @@ class RedisServer:
 
     :param aof: ``--appendonly yes --appendfsync always`` (every acknowledged write survives
         a kill) instead of no persistence at all.
+    :param args: more command-line options, such as ``("--rename-command", "INFO", "")``.
     """
 
-    def __init__(self, binary: str, directory: Path, *, aof: bool = False) -> None:
+    def __init__(
+        self, binary: str, directory: Path, *, aof: bool = False, args: tuple[str, ...] = ()
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.aof = aof
+        self.args = args
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -87,6 +91,7 @@ class RedisServer:
                 str(self.directory),
                 "--daemonize",
                 "no",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -152,6 +152,23 @@ def test_a_channel_without_events_gets_a_reset_after_a_restart(
         assert datas(take(sub, 1)) == [1]
 
 
+def test_loss_is_signalled_where_info_is_refused(redis_servers: Callable[..., Any]) -> None:
+    """Where INFO is disabled (as some hosted Redis do), streams work and a restart resets."""
+    server = redis_servers(args=("--rename-command", "INFO", ""))
+    broker = RedisBroker.from_url(server.url, block=0.5)
+    try:
+        with broker.subscribe("i") as sub:
+            first = broker.publish("i", 1)
+            assert datas(take(sub, 1)) == [1]
+            server.restart()
+            [reset] = take(sub, 1, timeout=15)
+            assert reset.data == {"channel": "i", "reason": "lost", "lastEventId": first}
+            broker.publish("i", 2)
+            assert datas(take(sub, 1)) == [2]
+    finally:
+        broker.close()
+
+
 def test_a_restart_with_aof_loses_nothing_and_resets_nothing(
     redis_servers: Callable[..., Any],
 ) -> None:
