@@ -689,8 +689,12 @@ class RedisBroker:
                     proc.reader_id = client.client_id()
                     self._check_heads(proc, client)
                     continue  # the heads may have moved
-                reply = client.xread(streams, count=_READ_COUNT, block=_ms(self.block))
-                batches = self._check_jumps(proc, client, streams, reply)
+                batches = self._check_jumps(
+                    proc,
+                    client,
+                    streams,
+                    client.xread(streams, count=_READ_COUNT, block=_ms(self.block)),
+                )
             except Exception as exc:
                 proc.reader_id = None
                 if client is not None:
@@ -724,6 +728,7 @@ class RedisBroker:
                 # past what was not delivered, so the next XREAD reads it again).
                 logger.exception("Delivering events read from Redis failed; retrying")
                 proc.stop.wait(_BACKOFF_MAX)
+            del batches  # not kept while the next XREAD waits: a batch can be large
         if client is not None:
             client.close()
 
