@@ -753,7 +753,7 @@ class RedisBroker:
         for key, log in followed:
             with log.lock:
                 head, head_id = log.head, log.head_id
-            heads.append((key, log, head, head_id))
+            heads.append((key, log, head))
             pipe.xinfo_stream(key)
             pipe.xrange(key, min=head_id, max=head_id, count=1)
         replies = pipe.execute(raise_on_error=False)
@@ -761,15 +761,16 @@ class RedisBroker:
             if isinstance(reply, Exception):
                 raise reply
         run = _run_id(replies[0])
-        for i, (key, log, head, head_id) in enumerate(heads):
+        lost = []
+        for i, (key, log, head) in enumerate(heads):
             info = _StreamInfo.parse(replies[1 + 2 * i])
             same_run = run is not None and runs.get(key) == run
             kept = bool(replies[2 + 2 * i]) if head != (0, 0) else same_run
             if not kept:
-                reason = "expired" if same_run and info.exists else "lost"
-                self._lost(log, info, reason, head_id)
+                lost.append((log, info, "expired" if same_run and info.exists else "lost"))
+        self._lost(lost)
         with proc.lock:
-            for key, log, _, _ in heads:
+            for key, log, _ in heads:
                 if proc.by_key.get(key) is log:
                     proc.runs[key] = run
 
@@ -796,22 +797,27 @@ class RedisBroker:
                     with proc.lock:
                         log = proc.by_key.get(key)
                     if log is not None:
-                        self._lost(log, info, "expired", head_id)
+                        self._lost([(log, info, "expired")])
                     continue
             batches.append((key, rows))
         return batches
 
-    def _lost(self, log: _Log, info: _StreamInfo, reason: str, head_id: str) -> None:
+    def _lost(self, lost: list[tuple[_Log, _StreamInfo, str]]) -> None:
+        """Start each log over at its stream's end, ``reason`` given; log it once."""
+        if not lost:
+            return
+        names = ", ".join(f"{log.channel} ({reason})" for log, _, reason in lost[:10])
+        more = f" and {len(lost) - 10} more" if len(lost) > 10 else ""
         logger.warning(
-            "Events of channel %s after %s are gone from Redis (%s); its subscribers in this "
-            "process get a reset event and continue from %s",
-            log.channel,
-            head_id,
-            reason,
-            info.last_id,
+            "Events after what this process read are gone from Redis for %d channel(s): "
+            "%s%s; their subscribers get a reset event and continue live",
+            len(lost),
+            names,
+            more,
         )
-        cursors, count = log.rebase(info.last, info.last_id, reason)
-        notify(cursors, count)
+        for log, info, reason in lost:
+            cursors, count = log.rebase(info.last, info.last_id, reason)
+            notify(cursors, count)
 
     def _fan_out(self, proc: _Process, batches: list[tuple[bytes, list[Any]]]) -> None:
         for key, rows in batches:
