@@ -215,9 +215,8 @@ def test_resume_from_before_a_restart_resets_after_newer_events(
 def test_an_id_between_entries_is_unknown(make_broker: MakeBroker, redis_server: Any) -> None:
     """An id within a followed stream's range that is no entry of it gets a reset."""
     broker = make_broker(prefix="between:")
-    with broker.subscribe("b") as live:
+    with broker.subscribe("b") as live, _client(redis_server) as client:
         live.read_frames(0)
-        client = _client(redis_server)
         client.xadd("between:b", {"data": "5"}, id="5-0")
         client.xadd("between:b", {"data": "10"}, id="10-0")
         assert datas(take(live, 2)) == [5, 10]
@@ -235,10 +234,11 @@ def test_a_reader_that_skipped_trimmed_entries_resets_its_subscribers(
     with broker.subscribe("j") as sub:
         first = broker.publish("j", "first")
         assert datas(take(sub, 1)) == ["first"]
-        pipe = _client(redis_server).pipeline(transaction=True)
-        for i in range(500):
-            pipe.xadd("jump:j", {"data": str(i)}, maxlen=10, approximate=True)
-        pipe.execute()
+        with _client(redis_server) as client:
+            pipe = client.pipeline(transaction=True)
+            for i in range(500):
+                pipe.xadd("jump:j", {"data": str(i)}, maxlen=10, approximate=True)
+            pipe.execute()
         [reset] = take(sub, 1)
         assert reset.data == {"channel": "j", "reason": "expired", "lastEventId": first}
         assert quiet(sub, 0.1)
@@ -254,8 +254,7 @@ def test_a_timed_out_publish_is_retried_without_a_duplicate(
 
     broker = make_broker(timeout=0.5, prefix="stall:")
     broker.publish("warm", 0, idempotency_key="warm-up")  # Redis has the script now
-    client = _client(redis_server)
-    with broker.subscribe("s") as sub:
+    with broker.subscribe("s") as sub, _client(redis_server) as client:
         sub.read_frames(0)
         redis_server.pause()
         try:
