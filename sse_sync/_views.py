@@ -28,7 +28,7 @@ from ._event import (
 )
 from ._items import ItemRules, check_items, item_encoder
 from ._response import HeadersLike, sse_response
-from ._runner import RunnerKind
+from ._runner import OPEN_TIMEOUT, RunnerKind
 
 __all__ = ["EventStreamView", "event_stream_route", "sse_view"]
 
@@ -50,6 +50,8 @@ def sse_view(
     schema: Any = ...,
     cors: CORS | None = ...,
     items: ItemRules = ...,
+    open_timeout: float = ...,
+    stop_at_end: bool = ...,
 ) -> Callable[[Callable[P, Any]], Callable[P, Response]]: ...
 def sse_view(
     func: Callable[P, Any] | None = None,
@@ -64,6 +66,8 @@ def sse_view(
     schema: Any = None,
     cors: CORS | None = None,
     items: ItemRules = "default",
+    open_timeout: float = OPEN_TIMEOUT,
+    stop_at_end: bool = False,
 ) -> Callable[P, Response] | Callable[[Callable[P, Any]], Callable[P, Response]]:
     """Turn a view that returns (or is) a generator into an event stream view.
 
@@ -104,6 +108,8 @@ def sse_view(
                 close_timeout=close_timeout,
                 max_lifetime=max_lifetime,
                 items=items,
+                open_timeout=open_timeout,
+                stop_at_end=stop_at_end,
             )
 
         wrapper.__sse_schema__ = schema  # type: ignore[attr-defined]
@@ -268,6 +274,8 @@ class EventStreamView(View):
     runner: ClassVar[RunnerKind] = "auto"
     close_timeout: ClassVar[float] = 1.0
     max_lifetime: ClassVar[float | None] = None
+    open_timeout: ClassVar[float] = OPEN_TIMEOUT
+    stop_at_end: ClassVar[bool] = False
     #: Which other sites may read the streams (:class:`~sse_sync.CORS`); preflight
     #: (``OPTIONS``) requests are then answered too.
     cors: ClassVar[CORS | None] = None
@@ -318,6 +326,8 @@ class EventStreamView(View):
             close_timeout=self.close_timeout,
             max_lifetime=self.max_lifetime,
             items=cls.items,
+            open_timeout=self.open_timeout,
+            stop_at_end=self.stop_at_end,
         )
 
     def _frames(self, source: Iterable[Any], schema: Any, retry: bytes) -> Iterator[bytes]:

@@ -371,3 +371,33 @@ def test_a_stream_the_view_does_not_return_is_stopped_when_the_request_ends() ->
         assert ran == ["finally"]
     finally:
         gc.enable()
+
+
+def test_views_take_stop_at_end_and_open_timeout() -> None:
+    """@sse_view and EventStreamView pass stop_at_end and open_timeout on to the response."""
+    app = Flask(__name__)
+
+    def quiet() -> Iterator[int]:
+        threading.Event().wait(0.3)  # past open_timeout, well before the default 0.5 s
+        yield 1
+
+    @app.get("/view")
+    @sse_view(ping=None, stop_at_end=True, open_timeout=0.05)
+    def view() -> Iterator[int]:
+        return quiet()
+
+    class Job(EventStreamView):
+        ping = None
+        stop_at_end = True
+        open_timeout = 0.05
+
+        def events(self) -> Iterator[int]:
+            return quiet()
+
+    Job.register(app, "/class")
+    client = app.test_client()
+    for path in ("/view", "/class"):
+        response = client.get(path, buffered=False)
+        assert body(response) == PING + b"data: 1\n\n" + END_FRAME
+        again = client.get(path, headers={"Last-Event-ID": "sse_sync:end"})
+        assert again.status_code == 204
