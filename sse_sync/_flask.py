@@ -249,12 +249,21 @@ class SSE:
         event: str | None = None,
         raw_data: str | None = None,
         retry: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Publish one event on ``channel`` through the app's broker; return its id.
 
-        See :meth:`MemoryBroker.publish <sse_sync.MemoryBroker.publish>`.
+        See :meth:`MemoryBroker.publish <sse_sync.MemoryBroker.publish>`: its outcomes, and
+        ``idempotency_key`` to retry an unknown outcome without storing the event twice.
         """
-        return self.broker.publish(channel, data, event=event, raw_data=raw_data, retry=retry)
+        return self.broker.publish(
+            channel,
+            data,
+            event=event,
+            raw_data=raw_data,
+            retry=retry,
+            idempotency_key=idempotency_key,
+        )
 
     def subscribe(
         self, channel: str | Iterable[str], last_event_id: str | None = None

@@ -412,3 +412,12 @@ def test_head_requests_register_no_channel(client: FlaskClient, sse: SSE) -> Non
     for i in range(500):
         assert client.head(f"/stream?channel=rand{i}").status_code == 200
     assert sse.broker.stats()["channels"] == 0
+
+
+def test_publish_with_an_idempotency_key_stores_once(sse: SSE) -> None:
+    """SSE.publish passes idempotency_key on: a retry with the same key returns the first id."""
+    first = sse.publish("news", {"n": 1}, idempotency_key="order-7")
+    again = sse.publish("news", {"n": 1}, idempotency_key="order-7")
+    other = sse.publish("news", {"n": 1}, idempotency_key="order-8")
+    assert first == again != other
+    assert sse.broker.stats()["published"] == 2
