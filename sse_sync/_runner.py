@@ -609,8 +609,30 @@ def draining() -> bool:
 
 
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
-    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    """The connection's socket, where the server lets us find it; ``None`` elsewhere."""
+    sock = (
+        environ.get("gunicorn.socket")
+        or environ.get("werkzeug.socket")
+        or _socket_under_input(environ.get("wsgi.input"))
+    )
     return sock if _CAN_POLL and hasattr(sock, "fileno") else None
+
+
+def _socket_under_input(wsgi_input: object) -> socket.socket | None:
+    """The socket that ``wsgi.input`` reads from, for servers that put no socket in the environ.
+
+    gevent's pywsgi is one: its ``wsgi.input`` (``gevent.pywsgi.Input``) reads from ``rfile``,
+    the connection's ``sock.makefile("rb")``, a buffered reader over a ``socket.SocketIO``.
+    ``SocketIO`` keeps its socket as ``_sock`` (CPython's socket.py, unchanged since 3.0);
+    nothing public leads there. The chain is checked link by link, so another server's
+    ``wsgi.input`` (or a future pywsgi) gives ``None``: the stream then finds a disconnect
+    by its pings, as before.
+    """
+    raw = getattr(getattr(wsgi_input, "rfile", None), "raw", None)
+    if not isinstance(raw, socket_module.SocketIO):
+        return None
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket_module.socket) else None
 
 
 _PEEK = socket_module.MSG_PEEK | getattr(socket_module, "MSG_DONTWAIT", 0)
