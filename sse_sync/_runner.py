@@ -693,6 +693,67 @@ def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
     )
 
 
+#: A gthread worker warns once its open streams hold this fraction of its threads.
+_THREADS_WARN_AT = 0.8
+
+
+class _ThreadBudget:
+    """The open streams of a gunicorn gthread worker, against its ``--threads``.
+
+    Each stream holds one of the worker's threads for its whole life (and a producer thread
+    of its own). Once they are all taken, the worker accepts new connections but serves none:
+    new clients get no bytes and every other request (a health check) hangs, with nothing
+    logged. This warns once, when the streams hold ``_THREADS_WARN_AT`` of the threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._warned = False
+        self._threads: tuple[int, int | None] = (0, None)  # (pid, the worker's threads)
+
+    def threads(self) -> int | None:
+        """This process's gthread worker's ``--threads``; ``None`` under any other server."""
+        pid, threads = self._threads
+        if pid != os.getpid():
+            worker_pid, worker = _gunicorn
+            threads = None
+            if worker_pid == os.getpid() and worker is not None:
+                mro = type(worker).__mro__
+                if any(cls.__module__ == "gunicorn.workers.gthread" for cls in mro):
+                    value = getattr(getattr(worker, "cfg", None), "threads", None)
+                    threads = value if isinstance(value, int) and value > 0 else None
+            self._threads = (os.getpid(), threads)
+        return threads
+
+    def take(self, threads: int) -> None:
+        """Count one more open stream; warn once when the streams near ``threads``."""
+        with self._lock:
+            self._open += 1
+            count = self._open
+            warn = not self._warned and count >= max(1, int(threads * _THREADS_WARN_AT))
+            self._warned = self._warned or warn
+        if warn:
+            logger.warning(
+                "%d event streams are open on this gunicorn gthread worker, which has %d "
+                "threads (--threads): each stream holds one of them for as long as it is "
+                "open (a generator's stream also a producer thread of its own), and once all "
+                "are taken new clients get no bytes and other requests hang. Raise --threads "
+                "above the streams one worker must hold, or serve with 'gunicorn -k gevent' "
+                "(pip install 'sse_sync[gevent]').",
+                count,
+                threads,
+            )
+
+    def give_back(self) -> None:
+        """Count one stream less."""
+        with self._lock:
+            self._open -= 1
+
+
+_thread_budget = _ThreadBudget()
+
+
 class EventStream:
     """The WSGI app iterable of an event stream: bytes from a :class:`FrameSource`, plus pings.
 
@@ -746,6 +807,7 @@ class EventStream:
         self._open_at: float | None = None
         self._opened_with: bytes | None = None  # frames open() read, for the first next()
         self._ending: str | None = None  # "drain", "lifetime" or "end" once the last frame went out
+        self._holds_thread = False  # counted in _thread_budget (gthread) until closed
 
     def bind(self, environ: dict[str, Any]) -> None:
         """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
@@ -756,6 +818,10 @@ class EventStream:
         route_records(environ)
         _warn_if_sync_worker(environ)
         _find_gunicorn_worker(environ)
+        threads = _thread_budget.threads()
+        if threads is not None and not self._holds_thread:
+            self._holds_thread = True
+            _thread_budget.take(threads)
         # A broker subscription can cut off a client that stopped reading: it needs the socket.
         attach = getattr(self.source, "attach_socket", None)
         if self._socket is not None and callable(attach):
@@ -881,13 +947,21 @@ class EventStream:
         """Stop the stream and its source (PEP 3333: the server calls this); idempotent."""
         if not self._closed:
             self._closed = True
+            self._give_back_thread()
             self.source.close()
+
+    def _give_back_thread(self) -> None:
+        if self._holds_thread:
+            self._holds_thread = False
+            _thread_budget.give_back()
 
     def __del__(self) -> None:
         # A stream opened in a view but never sent (the view returned another response, an
         # after_request hook raised): no server will close it, and its producer would wait
         # for a reader forever. Only ask it to stop: a finalizer must not block.
         # (getattr: the constructor may have raised before setting it.)
+        if getattr(self, "_holds_thread", False):
+            self._give_back_thread()  # a layer between the server and us dropped close()
         source = getattr(self, "source", None)
         if isinstance(source, Producer) and self._open_at is not None and not self._closed:
             self._closed = True
