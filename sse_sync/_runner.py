@@ -808,6 +808,9 @@ class EventStream:
         self._opened_with: bytes | None = None  # frames open() read, for the first next()
         self._ending: str | None = None  # "drain", "lifetime" or "end" once the last frame went out
         self._holds_thread = False  # counted in _thread_budget (gthread) until closed
+        #: Called with this stream when an iteration of it starts, then forgotten: the response
+        #: looks there whether it still is its body (see ``EventStreamResponse``).
+        self.on_iter: Callable[[EventStream], None] | None = None
 
     def bind(self, environ: dict[str, Any]) -> None:
         """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
@@ -848,6 +851,10 @@ class EventStream:
             self._opened_with = frames
 
     def __iter__(self) -> Iterator[bytes]:
+        on_iter = self.on_iter
+        if on_iter is not None:
+            self.on_iter = None
+            on_iter(self)
         return self
 
     def __next__(self) -> bytes:
