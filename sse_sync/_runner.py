@@ -40,7 +40,8 @@ Invariants, and why they hold:
    instead of a 200; anywhere else the stream logs it with its traceback, once, and ends
    cleanly. A source that raises once ``close()`` was called is logged on the producer.
 5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
-   the server exposes the connection's socket, an idle stream polls it (at most every
+   we find the connection's socket (gunicorn and Werkzeug put it in the environ; under gevent's
+   pywsgi it is the one ``wsgi.input`` reads from), an idle stream polls it (at most every
    ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
    It does not look when a ping is due: the ping's write fails instead (at the latest the
    second one, as the first may still reach the kernel's buffer).
@@ -624,15 +625,12 @@ def _socket_under_input(wsgi_input: object) -> socket.socket | None:
     gevent's pywsgi is one: its ``wsgi.input`` (``gevent.pywsgi.Input``) reads from ``rfile``,
     the connection's ``sock.makefile("rb")``, a buffered reader over a ``socket.SocketIO``.
     ``SocketIO`` keeps its socket as ``_sock`` (CPython's socket.py, unchanged since 3.0);
-    nothing public leads there. The chain is checked link by link, so another server's
+    nothing public leads there. Only a ``SocketIO`` is followed, so another server's
     ``wsgi.input`` (or a future pywsgi) gives ``None``: the stream then finds a disconnect
     by its pings, as before.
     """
     raw = getattr(getattr(wsgi_input, "rfile", None), "raw", None)
-    if not isinstance(raw, socket_module.SocketIO):
-        return None
-    sock = getattr(raw, "_sock", None)
-    return sock if isinstance(sock, socket_module.socket) else None
+    return getattr(raw, "_sock", None) if isinstance(raw, socket_module.SocketIO) else None
 
 
 _PEEK = socket_module.MSG_PEEK | getattr(socket_module, "MSG_DONTWAIT", 0)
