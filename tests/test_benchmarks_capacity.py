@@ -37,7 +37,7 @@ def test_gthread_worker_serves_one_stream_per_thread() -> None:
     assert result["served"] == 4
     assert result["steps"][4]["first_bytes_s"] is None
     assert result["health_hangs_at"] == 4
-    # Each stream costs a worker thread and a producer thread (while the pool can still grow).
-    threads = [step["worker_threads"] for step in result["steps"][:3]]
-    assert threads[2] - threads[1] == threads[1] - threads[0] == 2
+    # Each stream holds a worker thread and a producer thread, besides the main thread.
+    for step in result["steps"][:4]:
+        assert step["worker_threads"] >= 2 * step["streams"] + 1
     assert "3 event streams are open on this gunicorn gthread worker" in result["warning"]
