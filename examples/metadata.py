@@ -34,7 +34,8 @@ ITEMS = [
 
 @app.get("/items/stream")
 def stream_items() -> object:
-    start = int(last_event_id() or 0)
+    last = last_event_id()  # anything a client sends: use it only if it is one of ours
+    start = int(last) if last and last.isascii() and last.isdigit() and len(last) < 10 else 0
 
     def gen() -> Iterator[ServerSentEvent]:
         yield ServerSentEvent(comment="stream of item updates")

@@ -24,7 +24,9 @@ app = Flask(__name__)
 @app.get("/counter")
 def counter() -> object:
     last = last_event_id()  # the Last-Event-ID header, else ?lastEventId=
-    start = int(last) + 1 if last and last.isdigit() else 1
+    # Anything a client sends: use it only if it is one of our ids (str.isdigit() alone
+    # accepts "²", which int() refuses).
+    start = int(last) + 1 if last and last.isascii() and last.isdigit() and len(last) < 10 else 1
 
     def gen() -> Iterator[ServerSentEvent]:
         for n in range(start, COUNT + 1):

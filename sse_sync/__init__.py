@@ -12,7 +12,7 @@ from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import EventStreamResponse, sse_response
-from ._runner import FrameSource
+from ._runner import FrameSource, StreamClosed, stream_closed, wait_closed
 from ._views import EventStreamView, event_stream_route, sse_view
 
 __all__ = [
@@ -25,9 +25,12 @@ __all__ = [
     "RedisBroker",
     "SSE",
     "ServerSentEvent",
+    "StreamClosed",
     "Subscription",
     "event_stream_route",
     "last_event_id",
     "sse_response",
     "sse_view",
+    "stream_closed",
+    "wait_closed",
 ]

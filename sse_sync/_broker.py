@@ -17,7 +17,11 @@ Ids and cursors:
 * A ``Last-Event-ID`` whose events are no longer retained, or that this broker never issued,
   gets one ``reset`` event per affected channel (no id, data
   ``{"channel": ..., "reason": "expired" | "unknown", "lastEventId": ...}``); the channel then
-  continues live. Pings and control frames never carry an id.
+  continues live. A cursor must name valid, distinct channels, at least one of those
+  subscribed; any other text is ``unknown``. Pings and control frames never carry an id.
+* When the broker finds that events of a channel after what this process read are gone from
+  its store (``_Log.rebase``), every live subscriber of that channel gets a ``reset``
+  (reason ``"lost"`` or ``"expired"``) at its next read, and continues from there.
 
 Slow subscribers: a subscription that falls more than ``max_pending`` live events behind is
 ended (and counted): its client reconnects with its ``Last-Event-ID`` and replays from the
@@ -45,11 +49,15 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "IDEMPOTENCY_WINDOW",
+    "MAX_EVENT_SIZE",
     "RESET_EVENT",
     "Broker",
     "Key",
     "Subscription",
     "check_channel",
+    "check_idempotency_key",
+    "check_limits",
     "check_sizes",
     "cursors_of",
     "prepare_event",
@@ -57,8 +65,14 @@ __all__ = [
 
 logger = logging.getLogger("sse_sync")
 
-#: The event type sent when a ``Last-Event-ID`` cannot be resumed.
+#: The event type sent when a ``Last-Event-ID`` cannot be resumed, or events were lost.
 RESET_EVENT = "reset"
+
+#: The default largest event a broker accepts: 1 MiB of encoded frame (without its id).
+MAX_EVENT_SIZE = 1024 * 1024
+
+#: The default time, in seconds, a broker remembers an ``idempotency_key``.
+IDEMPOTENCY_WINDOW = 600.0
 
 #: Comparable position of an entry in its channel: ``(seq, 0)`` in memory, ``(ms, seq)`` in Redis.
 Key = tuple[int, int]
@@ -101,14 +115,45 @@ def check_sizes(history: object, max_pending: object) -> tuple[int, int]:
     return history, max_pending
 
 
+def check_limits(max_event_size: object, idempotency_window: object) -> tuple[int, float]:
+    """Validate ``max_event_size`` (bytes) and ``idempotency_window`` (seconds); return both."""
+    if isinstance(max_event_size, bool) or not isinstance(max_event_size, int):
+        msg = f"Expected max_event_size to be an int (bytes), got {max_event_size!r}"
+        raise TypeError(msg)
+    if max_event_size < 1:
+        msg = f"Expected max_event_size to be bytes >= 1, got {max_event_size!r}"
+        raise ValueError(msg)
+    if isinstance(idempotency_window, bool) or not isinstance(idempotency_window, (int, float)):
+        msg = f"Expected idempotency_window to be seconds (a float), got {idempotency_window!r}"
+        raise TypeError(msg)
+    if not idempotency_window > 0:
+        msg = f"Expected idempotency_window to be seconds > 0, got {idempotency_window!r}"
+        raise ValueError(msg)
+    return max_event_size, float(idempotency_window)
+
+
+def check_idempotency_key(key: object) -> str | None:
+    """Return ``key`` if it is ``None`` or a valid idempotency key; raise otherwise."""
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        msg = f"Expected idempotency_key to be a str or None, got {type(key).__name__!r}"
+        raise TypeError(msg)
+    if not 1 <= len(key) <= 200:
+        msg = f"Expected an idempotency_key of 1 to 200 characters, got {len(key)}: {key[:50]!r}"
+        raise ValueError(msg)
+    return key
+
+
 def prepare_event(
-    data: Any, event: str | None, raw_data: str | None, retry: int | None
+    data: Any, event: str | None, raw_data: str | None, retry: int | None, max_event_size: int
 ) -> tuple[ServerSentEvent, bytes | None]:
     """Validate an event to publish and encode its data once.
 
     Returns the event to put on the wire (without an id; JSON ``data`` already turned into its
     text) and the JSON bytes of ``data`` (``None`` without data). Raises ``ValueError`` or
-    ``TypeError`` before anything is published.
+    ``TypeError`` before anything is published, ``ValueError`` too when the encoded event
+    (without its id) is longer than ``max_event_size`` bytes.
     """
     if data is None and raw_data is None:
         # WHATWG "dispatch the event": with an empty data buffer nothing is dispatched, so an
@@ -121,38 +166,49 @@ def prepare_event(
         raise ValueError(msg)
     checked = ServerSentEvent(data=data, raw_data=raw_data, event=event, retry=retry)
     if data is None:
-        checked.encode()
-        return checked, None
-    json_bytes = encode_data(data)
-    wire = checked.model_copy(update={"data": None, "raw_data": json_bytes.decode()})
-    wire.encode()
+        wire, json_bytes = checked, None
+    else:
+        json_bytes = encode_data(data)
+        wire = checked.model_copy(update={"data": None, "raw_data": json_bytes.decode()})
+    size = len(wire.encode())
+    if size > max_event_size:
+        msg = (
+            f"Expected an event of at most {max_event_size} bytes encoded (the broker's "
+            f"max_event_size), got {size} bytes: publish less per event (an id to fetch it "
+            "by, say), or raise max_event_size"
+        )
+        raise ValueError(msg)
     return wire, json_bytes
 
 
 def _reset(channel: str, reason: str, given: str | None) -> ServerSentEvent:
+    """The ``reset`` event telling a client that events of ``channel`` it could get are gone."""
     return ServerSentEvent(
         event=RESET_EVENT, data={"channel": channel, "reason": reason, "lastEventId": given}
     )
 
 
 class _Entry:
-    """One published event as this process holds it: its position, id, wire frame and JSON.
+    """One published event as this process holds it: its position, id and wire frame.
 
     Both brokers build their entries here, from the event as it goes on the wire (without an
-    id; JSON ``data`` as its text in ``raw_data``) and the JSON bytes of ``data``.
+    id; JSON ``data`` as its text in ``raw_data``) and whether that text is JSON ``data``. A
+    retained entry costs its frame and the text once each (about twice the event's size),
+    plus a few hundred bytes: the wire event's own cached frame is dropped.
     """
 
-    __slots__ = ("_event", "_id_at", "_id_end", "frame", "id", "json_bytes", "key", "wire")
+    __slots__ = ("_event", "_id_at", "_id_end", "frame", "id", "is_json", "key", "wire")
 
-    def __init__(self, key: Key, id: str, wire: ServerSentEvent, json_bytes: bytes | None) -> None:
+    def __init__(self, key: Key, id: str, wire: ServerSentEvent, is_json: bool) -> None:
         body = wire.encode()
+        wire._frame = None  # the entry keeps its own frame (with the id): not two copies
         # Field order as ServerSentEvent.encode() writes it: event, id, retry, data.
         at = body.index(b"\n") + 1 if wire.event is not None else 0
         line = b"id: " + id.encode() + b"\n"
         self.key = key
         self.id = id
         self.wire = wire
-        self.json_bytes = json_bytes
+        self.is_json = is_json
         self.frame = body[:at] + line + body[at:]
         self._id_at = at
         self._id_end = at + len(line)
@@ -173,8 +229,8 @@ class _Entry:
         event = self._event
         if event is None:
             update: dict[str, Any] = {"id": self.id}
-            if self.json_bytes is not None:
-                update["data"] = json.loads(self.json_bytes)
+            if self.is_json:
+                update["data"] = json.loads(self.wire.raw_data or "")
                 update["raw_data"] = None
             event = self.wire.model_copy(update=update)
             event._frame = self.frame
@@ -195,6 +251,10 @@ class _Log:
 
     ``entries[i]`` has index ``base + i``; indexes are consecutive, so a cursor's position is
     one int. Every entry with a key above ``floor`` is in the log (or will be appended).
+
+    When the broker finds that events after the head are gone from its store (:meth:`rebase`),
+    the log starts over at a new position and its ``generation`` grows: each cursor of an
+    older generation gets one ``reset`` event and continues from there.
     """
 
     __slots__ = (
@@ -205,9 +265,11 @@ class _Log:
         "entries",
         "floor",
         "floor_id",
+        "generation",
         "head",
         "head_id",
         "lock",
+        "lost_reason",
         "size",
         "slack",
     )
@@ -223,6 +285,8 @@ class _Log:
         self.floor_id = floor_id
         self.head = floor
         self.head_id = floor_id
+        self.generation = 0
+        self.lost_reason = ""
         self._members: dict[_Cursor, None] = {}
         self._snapshot: tuple[_Cursor, ...] | None = ()
 
@@ -234,6 +298,28 @@ class _Log:
     def index_after(self, key: Key) -> int:
         """The index of the first entry whose key is above ``key`` (call with the lock held)."""
         return self.base + bisect.bisect_right(self.entries, key, key=_entry_key)
+
+    def holds(self, key: Key) -> bool:
+        """Whether ``key`` is the floor, the head or an entry's key (call with the lock held)."""
+        if key == self.floor or key == self.head:
+            return True
+        at = self.index_after(key) - self.base
+        return at > 0 and self.entries[at - 1].key == key
+
+    def rebase(self, key: Key, id: str, reason: str) -> tuple[tuple[_Cursor, ...], int]:
+        """Start over at ``key``: the store lost events after the head (``reason`` says how).
+
+        The entries are dropped and every cursor gets a ``reset`` event at its next read, then
+        reads on from ``key``. Returns the cursors to wake and the log's count.
+        """
+        with self.lock:
+            self.base += len(self.entries)
+            self.entries = []
+            self.floor = self.head = key
+            self.floor_id = self.head_id = id
+            self.generation += 1
+            self.lost_reason = reason
+            return self.cursors, self.count
 
     def extend(
         self, entries: Iterable[_Entry], read_to: tuple[Key, str] | None = None
@@ -323,12 +409,14 @@ def notify(cursors: tuple[_Cursor, ...], count: int) -> None:
 class _Cursor:
     """A subscription's position in one channel."""
 
-    __slots__ = ("channel", "id", "key", "log", "pos", "start", "sub")
+    __slots__ = ("channel", "generation", "id", "key", "log", "pos", "start", "sub")
 
     def __init__(self, sub: Subscription, log: _Log) -> None:
         self.sub = sub
         self.log = log
         self.channel = log.channel
+        #: the log's generation this cursor's position belongs to (see ``_Log.rebase``)
+        self.generation = log.generation
         #: the next index to read from the log, or -1 to catch up from the broker's store
         self.pos = log.count
         #: the log's count when the subscription started: replayed entries are not "pending"
@@ -369,7 +457,11 @@ class _Lost(Exception):
 def _positions(
     channels: tuple[str, ...], last_event_id: str | None
 ) -> tuple[dict[str, str | None], bool]:
-    """Split a ``Last-Event-ID`` into a position per channel, and whether it could be."""
+    """Split a ``Last-Event-ID`` into a position per channel, and whether it could be.
+
+    A cursor is valid when it is ``channel=position`` pairs of valid, distinct channel names
+    and names at least one of ``channels`` (the others start live: the page added them).
+    """
     if last_event_id is None:
         return dict.fromkeys(channels), True
     if "=" not in last_event_id:
@@ -379,10 +471,13 @@ def _positions(
     pairs: dict[str, str] = {}
     for piece in last_event_id.split(","):
         channel, sep, position = piece.partition("=")
-        if not sep or not channel or not position:
+        if not sep or not position or channel in pairs or not _CHANNEL.fullmatch(channel):
             return dict.fromkeys(channels), False
         pairs[channel] = position
-    return {channel: pairs.get(channel) for channel in channels}, True
+    positions = {channel: pairs.get(channel) for channel in channels}
+    if all(position is None for position in positions.values()):
+        return positions, False  # a cursor of other channels: nothing to resume from
+    return positions, True
 
 
 _Item = ServerSentEvent | tuple[_Entry, str | None]
@@ -494,15 +589,22 @@ class Subscription:
             self.close()
             raise
 
-    def _take(self, cursor: _Cursor) -> tuple[list[_Entry], Key | None]:
+    def _take(self, cursor: _Cursor, out: list[_Item]) -> tuple[list[_Entry], Key | None]:
         """The next entries of a channel, and the key of the last one read if more may follow.
 
-        The channel's entries after this batch all have keys above that key.
+        The channel's entries after this batch all have keys above that key. If the broker
+        lost events of the channel since the cursor's last read, a ``reset`` goes to ``out``
+        and the cursor moves to where the log started over.
         """
         log = cursor.log
         entries: list[_Entry] = []
         more = False
         with log.lock:
+            if cursor.generation != log.generation:
+                out.append(_reset(cursor.channel, log.lost_reason, cursor.id))
+                cursor.generation = log.generation
+                cursor.pos = -1  # from the new floor: in the log, else from the store
+                cursor.key, cursor.id = log.floor, log.floor_id
             if cursor.pos >= 0 and cursor.pos < log.base:
                 cursor.pos = -1  # fell off the log: catch up from the store, if there is one
             if cursor.pos < 0 and cursor.key >= log.floor:
@@ -532,7 +634,7 @@ class Subscription:
         if not self._multi:
             cursor = self._cursors[0]
             while True:  # a batch the client already has is followed by the next one
-                entries, end = self._take(cursor)
+                entries, end = self._take(cursor, out)
                 if entries or end is None:
                     break
             if entries:
@@ -540,7 +642,7 @@ class Subscription:
                 out.extend((entry, None) for entry in entries)
             return out
         while True:
-            taken = [(cursor, *self._take(cursor)) for cursor in self._cursors]
+            taken = [(cursor, *self._take(cursor, out)) for cursor in self._cursors]
             # A channel with more entries after its batch may have some below what another
             # channel's batch holds: merge only up to the lowest such batch end, and leave
             # the rest for the next read, so the merged order is the order of the keys.
@@ -752,14 +854,28 @@ class Broker(Protocol):
         event: str | None = None,
         raw_data: str | None = None,
         retry: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send one event to every subscriber of ``channel`` and keep it in the history.
 
         ``data`` is JSON-encoded (``raw_data`` is sent as it is); one of them is required,
         since a browser dispatches no event without data. ``event`` is the type a browser
-        dispatches; ``retry`` the reconnection time in ms. Returns the event's id. Raises
-        ``ValueError``/``TypeError`` for a bad channel name or an event that cannot be encoded,
-        before anything is published.
+        dispatches; ``retry`` the reconnection time in ms.
+
+        Each call has one of three outcomes:
+
+        - **stored**: it returns the event's id.
+        - **not stored**: ``ValueError``/``TypeError`` for a bad channel name, an event that
+          cannot be encoded or one longer than the broker's ``max_event_size``; a
+          ``RuntimeError`` after :meth:`close`. These are raised before anything is sent.
+        - **unknown**: an error of the store after the event was sent to it (for Redis,
+          ``redis.TimeoutError`` or ``redis.ConnectionError``): the event may or may not
+          have been stored, and delivered. Retry with the same ``idempotency_key``.
+
+        :param idempotency_key: a key (1 to 200 characters) naming this event: publishing
+            again with a key already used on ``channel`` within the broker's
+            ``idempotency_window`` stores nothing and returns the first event's id, so a
+            publish whose outcome is unknown can be retried without a duplicate.
         """
         ...
 
@@ -769,10 +885,12 @@ class Broker(Protocol):
         """Return a :class:`Subscription` to one channel or several.
 
         It yields the retained events after ``last_event_id`` in order, then live ones, each
-        with its id (a cursor over all channels when there are several); a ``reset`` event
-        first for a channel whose position is no longer retained or unknown. Each event's
-        ``data`` is decoded from the JSON that was sent, as a client would decode it.
-        Raises ``ValueError``/``TypeError`` for a bad channel name or no channel.
+        with its id (a cursor over all channels when there are several). A channel whose
+        position is no longer retained or unknown (any text that is not a position this
+        broker issued) gets a ``reset`` event first; a channel whose events are found lost
+        later gets one then: a gap is never silent. Each event's ``data`` is decoded from the
+        JSON that was sent, as a client would decode it. Raises ``ValueError``/``TypeError``
+        for a bad channel name or no channel, never for ``last_event_id``'s content.
         """
         ...
 

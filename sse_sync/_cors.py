@@ -15,7 +15,7 @@ from typing import Any, ParamSpec
 
 from werkzeug.wrappers import Request, Response
 
-__all__ = ["CORS", "cors_view", "preflight"]
+__all__ = ["CORS", "add_to_flask_response", "cors_view", "preflight"]
 
 P = ParamSpec("P")
 
@@ -189,11 +189,32 @@ def cors_view(view: Callable[P, Response], cors: CORS) -> Callable[P, Response]:
             rule = request.url_rule
             methods = rule.methods if rule is not None and rule.methods else ("GET",)
             return preflight(cors, request.environ, methods)
-        response = view(*args, **kwargs)
-        if "Access-Control-Allow-Origin" not in response.headers:
-            response.headers.extend(cors.headers(request.headers.get("Origin")))
-        return response
+        add_to_flask_response(cors)
+        return view(*args, **kwargs)
 
     wrapper.required_methods = {"OPTIONS"}  # type: ignore[attr-defined]
     wrapper.provide_automatic_options = False  # type: ignore[attr-defined]
     return wrapper
+
+
+def add_to_flask_response(cors: CORS) -> None:
+    """Add ``cors``'s headers to the response this Flask request ends with, whatever it is.
+
+    Registered with ``after_this_request``, so an error answered instead of the stream (an
+    ``abort(403)`` in the source before its first item) carries them too, and a page's
+    ``fetch()`` can read its status. Once per request: the first registration wins.
+    """
+    from flask import after_this_request, request
+
+    environ = request.environ
+    if environ.get("sse_sync.cors") is not None:
+        return
+    environ["sse_sync.cors"] = cors
+    headers = cors.headers(request.headers.get("Origin"))
+
+    def add(response: Response) -> Response:
+        if "Access-Control-Allow-Origin" not in response.headers:
+            response.headers.extend(headers)
+        return response
+
+    after_this_request(add)

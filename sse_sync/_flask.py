@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from ._broker import Broker, Subscription, check_channel
 from ._cors import CORS, preflight
+from ._logging import route_records
 from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
@@ -26,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_BROKER_URL": "memory://",
     "SSE_HISTORY": 1000,
     "SSE_MAX_PENDING": None,
+    "SSE_MAX_EVENT_SIZE": 1024 * 1024,
     "SSE_REDIS_PREFIX": "sse:",
     "SSE_URL_PREFIX": "",
     "SSE_REGISTER_BLUEPRINT": True,
@@ -45,12 +47,13 @@ def broker_from_url(url: str, *, history: int = 1000, **options: Any) -> Broker:
     """Create the broker ``url`` names: ``memory://``, or ``redis://``, ``rediss://``, ``unix://``.
 
     :param history: events kept per channel for replay.
-    :param options: ``max_pending`` for both; ``prefix`` and the rest of
-        :class:`~sse_sync.RedisBroker`'s options for Redis.
+    :param options: ``max_pending``, ``max_event_size`` and ``idempotency_window`` for both;
+        ``prefix`` and the rest of :class:`~sse_sync.RedisBroker`'s options for Redis.
     """
     scheme, sep, _ = url.partition("://")
     if sep and scheme == "memory":
-        return MemoryBroker(history, max_pending=options.get("max_pending"))
+        names = ("max_pending", "max_event_size", "idempotency_window")
+        return MemoryBroker(history, **{name: options[name] for name in names if name in options})
     if sep and scheme in ("redis", "rediss", "unix"):
         return RedisBroker.from_url(url, history=history, **options)
     msg = (
@@ -128,8 +131,9 @@ class SSE:
     ``init_app`` reads these config keys (defaults in brackets):
 
     - ``SSE_BROKER_URL`` [``"memory://"``]: ``memory://`` or a ``redis://`` URL.
-    - ``SSE_HISTORY`` [1000], ``SSE_MAX_PENDING`` [None], ``SSE_REDIS_PREFIX`` [``"sse:"``]:
-      the broker's ``history``, ``max_pending`` and (Redis) ``prefix``.
+    - ``SSE_HISTORY`` [1000], ``SSE_MAX_PENDING`` [None], ``SSE_MAX_EVENT_SIZE`` [1 MiB],
+      ``SSE_REDIS_PREFIX`` [``"sse:"``]: the broker's ``history``, ``max_pending``,
+      ``max_event_size`` and (Redis) ``prefix``.
     - ``SSE_URL_PREFIX`` [``""``]: where the blueprint goes; the view is ``<prefix>/stream``.
     - ``SSE_REGISTER_BLUEPRINT`` [True]: ``False`` to register :attr:`blueprint` yourself.
     - ``SSE_DEFAULT_CHANNEL`` [``"sse"``, as Flask-SSE]: the channel when the request names
@@ -188,7 +192,10 @@ class SSE:
         cors, public = _cors(config), _public_channels(config)
         broker = self._broker
         if broker is None:
-            options: dict[str, Any] = {"max_pending": config["SSE_MAX_PENDING"]}
+            options: dict[str, Any] = {
+                "max_pending": config["SSE_MAX_PENDING"],
+                "max_event_size": config["SSE_MAX_EVENT_SIZE"],
+            }
             if not str(config["SSE_BROKER_URL"]).startswith("memory:"):
                 options["prefix"] = config["SSE_REDIS_PREFIX"]
             broker = broker_from_url(
@@ -278,6 +285,7 @@ class SSE:
         return False
 
     def _stream_view(self) -> Response:
+        route_records(request.environ)  # before any warning this view logs
         state = self._state()
         config = current_app.config
         if request.method == "OPTIONS":

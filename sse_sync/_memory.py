@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 from ._broker import (
+    IDEMPOTENCY_WINDOW,
+    MAX_EVENT_SIZE,
     Key,
     Subscription,
     _Cursor,
@@ -16,6 +21,8 @@ from ._broker import (
     _Log,
     _reset,
     check_channel,
+    check_idempotency_key,
+    check_limits,
     check_sizes,
     cursors_of,
     notify,
@@ -24,6 +31,10 @@ from ._broker import (
 from ._event import ServerSentEvent
 
 __all__ = ["MemoryBroker"]
+
+_SEQ = re.compile(r"[0-9]{1,20}")
+#: The most idempotency keys a broker remembers (the oldest are forgotten first).
+_MAX_KEYS = 100_000
 
 
 class MemoryBroker:
@@ -54,10 +65,24 @@ class MemoryBroker:
     :param max_pending: how many live events a subscriber may fall behind before its stream
         is ended (it reconnects and replays); at most ``history``. Defaults to
         ``min(1000, history // 2)``.
+    :param max_event_size: the largest event :meth:`publish` accepts, in bytes of its encoded
+        frame (1 MiB by default). Each retained event costs about twice that in memory.
+    :param idempotency_window: seconds an ``idempotency_key`` is remembered (at most the
+        100,000 most recent keys are).
     """
 
-    def __init__(self, history: int = 1000, *, max_pending: int | None = None) -> None:
+    def __init__(
+        self,
+        history: int = 1000,
+        *,
+        max_pending: int | None = None,
+        max_event_size: int = MAX_EVENT_SIZE,
+        idempotency_window: float = IDEMPOTENCY_WINDOW,
+    ) -> None:
         self.history, self.max_pending = check_sizes(history, max_pending)
+        self.max_event_size, self.idempotency_window = check_limits(
+            max_event_size, idempotency_window
+        )
         self._reinit()
 
     def _reinit(self) -> None:
@@ -68,6 +93,8 @@ class MemoryBroker:
         self._epoch = secrets.token_hex(4)
         self._seq = 0
         self._logs: dict[str, _Log] = {}
+        #: (channel, idempotency key) -> (event id, when it is forgotten), oldest first
+        self._keys: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._subscribers = 0
         self._published = 0
         self._overflows = 0
@@ -102,6 +129,7 @@ class MemoryBroker:
         event: str | None = None,
         raw_data: str | None = None,
         retry: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send one event to the subscribers of ``channel``; return its id.
 
@@ -110,25 +138,49 @@ class MemoryBroker:
         :param event: the event type a browser dispatches.
         :param raw_data: text sent as it is, instead of ``data``.
         :param retry: the reconnection time in milliseconds.
+        :param idempotency_key: if this key was used on ``channel`` within
+            ``idempotency_window``, nothing is published and the first event's id returned.
 
         Raises ``ValueError``/``TypeError`` (bad channel, neither ``data`` nor ``raw_data``,
-        data that cannot be JSON-encoded) before anything is published.
+        data that cannot be JSON-encoded, an event over ``max_event_size``) and
+        ``RuntimeError`` (after :meth:`close`) before anything is published; nothing else.
         """
         check_channel(channel)
-        wire, json_bytes = prepare_event(data, event, raw_data, retry)
+        key = check_idempotency_key(idempotency_key)
+        wire, json_bytes = prepare_event(data, event, raw_data, retry, self.max_event_size)
         self._check_process()
         if self._closed:
             msg = "This MemoryBroker was closed; publish() can only be used before close()"
             raise RuntimeError(msg)
         with self._lock:
+            if key is not None:
+                known = self._known(channel, key)
+                if known is not None:
+                    return known
             self._seq += 1
             seq = self._seq
             self._published += 1
             log = self._log(channel)
-            entry = _Entry((seq, 0), f"{self._epoch}:{seq}", wire, json_bytes)
+            entry = _Entry((seq, 0), f"{self._epoch}:{seq}", wire, json_bytes is not None)
             cursors, count = log.extend((entry,))
+            if key is not None:
+                self._keys[channel, key] = (entry.id, time.monotonic() + self.idempotency_window)
+                if len(self._keys) > _MAX_KEYS:
+                    self._keys.popitem(last=False)
         notify(cursors, count)
         return entry.id
+
+    def _known(self, channel: str, key: str) -> str | None:
+        """The id published with ``key`` on ``channel`` within the window (lock held)."""
+        keys = self._keys
+        now = time.monotonic()
+        while keys:  # forget the expired keys: the oldest come first
+            oldest = next(iter(keys.values()))
+            if oldest[1] > now:
+                break
+            keys.popitem(last=False)
+        known = keys.get((channel, key))
+        return None if known is None else known[0]
 
     def subscribe(
         self, channel: str | Iterable[str], last_event_id: str | None = None
@@ -142,7 +194,7 @@ class MemoryBroker:
 
     def _parse(self, position: str) -> Key | None:
         epoch, sep, seq = position.partition(":")
-        if not sep or epoch != self._epoch or not seq.isdigit():
+        if not sep or epoch != self._epoch or not _SEQ.fullmatch(seq):
             return None
         number = int(seq)
         return (number, 0) if number <= self._seq else None

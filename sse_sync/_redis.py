@@ -14,7 +14,38 @@ Redis connections grow with processes, never with clients.
 * Replay reads the in-process log when it covers the position (the usual reconnect), else
   ``XRANGE`` pages, each checked against ``XINFO STREAM`` in the same ``MULTI``.
 * Nothing is retried after a command was sent: a publish that fails raises and was either
-  added once or not at all (a blind retry could add it twice).
+  added once or not at all (a blind retry could add it twice). ``idempotency_key`` makes a
+  retry safe: one Lua script ``GET``s the key, else ``XADD``s and ``SET``s it (``PX``).
+
+Loss is never silent. The signal is the cheapest one Redis Streams give exactly: a position
+is an entry's id (or ``0-0``, before the first), Redis trims a stream only from its start,
+and auto-generated ids only grow, so *while the entry at a position is in the stream, every
+entry after it is too*. Looking for it is one ``XRANGE id id``. (``XINFO``'s
+``max-deleted-entry-id`` is not moved by ``MAXLEN`` trimming, and ids alone cannot tell a
+stream made again after a restart from the old one: its new ids are just larger.)
+
+* Resume: a ``Last-Event-ID`` is resumed only if its entry is there: in the process's log
+  (an entry, or the log's floor or head), else in Redis (``XRANGE`` in the ``MULTI`` with
+  ``XINFO``). Otherwise ``reset``: ``expired`` (below the first entry of a trimmed stream)
+  or ``unknown`` (never issued, or from a stream Redis lost since, even once newer events
+  were published). Catching up from Redis reads from the position inclusively, so the same
+  check costs nothing there.
+* Live, on every (re)connection of the reader: one ``MULTI`` with ``INFO server`` and, per
+  channel followed, ``XINFO STREAM`` and ``XRANGE head head``. A channel whose head entry is
+  gone (a restart without persistence, a stream deleted or trimmed past the reader) starts
+  over at the stream's current end, and its subscribers get a ``reset`` (``lost``;
+  ``expired`` if only trimmed). A channel at ``0-0`` has no entry to look for: if the
+  server's ``run_id`` is not the one its position was read from (noted when the process
+  started following it), it gets a ``reset`` too, since events published just before the
+  restart may be gone unseen.
+* Live, between reconnections: ``XREAD`` after a trimmed position silently returns what is
+  left. That needs a reply of ``min(COUNT, history)`` rows or more (a stream keeps at least
+  ``history`` entries), so only such a reply costs a check of the head entry (``MULTI``
+  ``XINFO`` + ``XRANGE``); the usual reply of a few events costs nothing more.
+
+What no reader can see: with ``appendfsync everysec`` (Redis's default for AOF) a crash loses
+up to a second of acknowledged writes that no process had read yet; ``appendfsync always``
+closes that gap.
 """
 
 from __future__ import annotations
@@ -31,6 +62,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._broker import (
+    IDEMPOTENCY_WINDOW,
+    MAX_EVENT_SIZE,
     Key,
     Subscription,
     _Cursor,
@@ -38,6 +71,8 @@ from ._broker import (
     _Log,
     _reset,
     check_channel,
+    check_idempotency_key,
+    check_limits,
     check_sizes,
     cursors_of,
     notify,
@@ -53,6 +88,8 @@ __all__ = ["RedisBroker"]
 logger = logging.getLogger("sse_sync")
 
 _STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+#: The largest part of a stream id Redis accepts (an unsigned 64-bit int).
+_ID_PART_MAX = 2**64 - 1
 #: Most entries one XREAD takes per stream.
 _READ_COUNT = 1000
 #: Reconnection backoff of the reader, in seconds.
@@ -75,8 +112,29 @@ def _ms(seconds: float) -> int:
 
 
 def _parse_id(text: str) -> Key | None:
+    """The key of a stream id ``"<ms>-<seq>"`` Redis would accept, else ``None``."""
     found = _STREAM_ID.fullmatch(text)
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    if found is None:
+        return None
+    key = (int(found.group(1)), int(found.group(2)))
+    return key if max(key) <= _ID_PART_MAX else None
+
+
+#: Publishes with an idempotency key, atomically: ``XADD`` unless the key names an event
+#: already; the key (``KEYS[2]``) then holds that event's id for ``ARGV[2]`` ms.
+_PUBLISH_ONCE = """
+local known = redis.call('GET', KEYS[2])
+if known then return known end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
+return id
+"""
+
+
+def _run_id(reply: Any) -> str | None:
+    """The server's ``run_id`` from an ``INFO server`` reply; ``None`` if INFO was refused
+    (some hosted Redis rename it): then every reconnection counts as a restart."""
+    return None if isinstance(reply, Exception) else str(reply["run_id"])
 
 
 def _text(value: Any) -> str:
@@ -107,19 +165,26 @@ class _StreamInfo:
         trimmed = added is None or int(added) > int(reply["length"])
         return cls(True, _parse_id(last_id) or (0, 0), last_id, first, trimmed)
 
-    def verdict(self, key: Key) -> str | None:
-        """``None`` if every event after ``key`` is still in the stream, else why not.
+    def verdict(self, key: Key, present: bool) -> str | None:
+        """``None`` if every event after position ``key`` is still in the stream, else why not.
 
-        Redis trims a stream from its start, so events after ``key`` are gone when ``key`` is
-        below the first retained id and something was trimmed. (The trimmed event right before
-        the first one is indistinguishable from older ones: a client that saw exactly it gets a
-        reset it did not need. Redis does not record the last trimmed id.)
+        :param present: whether the stream holds an entry with id ``key``.
+
+        A position is an entry's id (``0-0``: before the first). Redis trims a stream from its
+        start, so while the entry at ``key`` is there, so is everything after it. If it is not,
+        ``key`` was trimmed (``expired``: below the first retained id of a trimmed stream) or
+        is not from this stream (``unknown``: never issued, or the stream was lost and made
+        again, as by a Redis restart without persistence). A client whose last event was
+        exactly the last one trimmed gets a reset it did not need: Redis does not record the
+        last trimmed id.
         """
-        if key > self.last or (not self.exists and key > (0, 0)):
-            return "unknown"
-        if self.trimmed and key < (self.first or self.last):
+        if key == (0, 0):
+            return "expired" if self.trimmed else None
+        if present:
+            return None
+        if self.exists and self.trimmed and key < (self.first or self.last):
             return "expired"
-        return None
+        return "unknown"
 
 
 class _Process:
@@ -136,6 +201,8 @@ class _Process:
         self.stop = threading.Event()
         self.reader: threading.Thread | None = None
         self.reader_id: int | None = None
+        #: stream key -> the Redis server's run_id its log's position was read from
+        self.runs: dict[bytes, str | None] = {}
         self.version = 0  # bumped when the set of channels changes
         self.reading = 0  # the version the reader's current XREAD was built from
         self.subscribers = 0
@@ -171,6 +238,10 @@ class RedisBroker:
         replay); the reader has one more of its own.
     :param block: seconds one ``XREAD BLOCK`` waits; the reader's socket timeout is 10 s more.
     :param timeout: socket timeout of commands, in seconds.
+    :param max_event_size: the largest event :meth:`publish` accepts, in bytes of its encoded
+        frame (1 MiB by default). Each retained event costs about its size in Redis, and
+        about twice that in each process that follows the channel.
+    :param idempotency_window: seconds Redis remembers an ``idempotency_key``.
     """
 
     def __init__(
@@ -183,9 +254,14 @@ class RedisBroker:
         max_connections: int = 16,
         block: float = 2.0,
         timeout: float = 10.0,
+        max_event_size: int = MAX_EVENT_SIZE,
+        idempotency_window: float = IDEMPOTENCY_WINDOW,
     ) -> None:
         redis_module = _import_redis()
         self.history, self.max_pending = check_sizes(history, max_pending)
+        self.max_event_size, self.idempotency_window = check_limits(
+            max_event_size, idempotency_window
+        )
         if not isinstance(prefix, str):
             msg = f"Expected prefix to be a str, got {type(prefix).__name__!r}"
             raise TypeError(msg)
@@ -209,6 +285,7 @@ class RedisBroker:
                 retry=no_retry,
             )
         )
+        self._publish_once = self._commands.register_script(_PUBLISH_ONCE)
         self._reader_options: dict[str, Any] = {
             "socket_timeout": self.block + 10.0,
             "socket_connect_timeout": min(timeout, 5.0),
@@ -233,6 +310,8 @@ class RedisBroker:
         max_connections: int = 16,
         block: float = 2.0,
         timeout: float = 10.0,
+        max_event_size: int = MAX_EVENT_SIZE,
+        idempotency_window: float = IDEMPOTENCY_WINDOW,
     ) -> RedisBroker:
         """Create a broker for the Redis server at ``url``; see :class:`RedisBroker`."""
         return cls(
@@ -243,6 +322,8 @@ class RedisBroker:
             max_connections=max_connections,
             block=block,
             timeout=timeout,
+            max_event_size=max_event_size,
+            idempotency_window=idempotency_window,
         )
 
     def __repr__(self) -> str:
@@ -270,17 +351,30 @@ class RedisBroker:
         event: str | None = None,
         raw_data: str | None = None,
         retry: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Add one event to the channel's stream (``XADD``) and return its id.
 
         Subscribers in every process read it from there. Parameters as for
-        :meth:`MemoryBroker.publish <sse_sync.MemoryBroker.publish>`. Raises
-        ``ValueError``/``TypeError`` before anything is sent, and redis-py's errors when Redis
-        cannot be reached (then nothing was added, or, if the connection broke after the
-        command was sent, it was added once).
+        :meth:`MemoryBroker.publish <sse_sync.MemoryBroker.publish>`. The outcomes:
+
+        - the id: stored.
+        - ``ValueError``/``TypeError`` (bad channel or event, over ``max_event_size``),
+          ``RuntimeError`` (after :meth:`close`): raised before anything is sent; not stored.
+        - ``redis.ResponseError``: Redis refused the command (out of memory, a key of another
+          type); not stored.
+        - ``redis.TimeoutError``, ``redis.ConnectionError``: unknown. Redis may have stored
+          the event (and delivered it) before the reply was lost: a ``TimeoutError`` after a
+          stall of the server is the usual case. Nothing is retried automatically; retry with
+          the same ``idempotency_key`` to have it stored exactly once.
+
+        With an ``idempotency_key`` the publish is one Lua script (``GET`` the key, else
+        ``XADD`` and ``SET`` the key with the id for ``idempotency_window``): atomic, and still
+        one round trip.
         """
         check_channel(channel)
-        wire, json_bytes = prepare_event(data, event, raw_data, retry)
+        idem = check_idempotency_key(idempotency_key)
+        wire, json_bytes = prepare_event(data, event, raw_data, retry, self.max_event_size)
         if self._closed:
             msg = "This RedisBroker was closed; publish() can only be used before close()"
             raise RuntimeError(msg)
@@ -293,12 +387,19 @@ class RedisBroker:
             fields["raw"] = raw_data
         if retry is not None:
             fields["retry"] = str(retry)
-        stream_id = self._commands.xadd(
-            self._key(channel),
-            fields,  # type: ignore[arg-type]
-            maxlen=self.history,
-            approximate=True,
-        )
+        if idem is None:
+            stream_id = self._commands.xadd(
+                self._key(channel),
+                fields,  # type: ignore[arg-type]
+                maxlen=self.history,
+                approximate=True,
+            )
+        else:
+            # "#" is in no channel name: this key is no channel's stream.
+            keys = [self._key(channel), self._key(channel) + b"#idempotency:" + idem.encode()]
+            window_ms = _ms(self.idempotency_window)
+            args = [self.history, window_ms, *(part for pair in fields.items() for part in pair)]
+            stream_id = self._publish_once(keys=keys, args=args)
         with self._setup_lock:
             self._published += 1
         return _text(stream_id)
@@ -323,6 +424,16 @@ class RedisBroker:
         (reply,) = pipe.execute(raise_on_error=False)
         return _StreamInfo.parse(reply)
 
+    def _probe(self, client: Any, key: bytes, at: str) -> tuple[_StreamInfo, bool]:
+        """``XINFO STREAM`` and whether the entry ``at`` is there, in one ``MULTI``."""
+        pipe = client.pipeline(transaction=True)
+        pipe.xinfo_stream(key)
+        pipe.xrange(key, min=at, max=at, count=1)
+        info_reply, rows = pipe.execute(raise_on_error=False)
+        if isinstance(rows, Exception):
+            raise rows
+        return _StreamInfo.parse(info_reply), bool(rows)
+
     def _entry(self, row: Any) -> _Entry | None:
         """An entry from one ``(id, fields)`` of XREAD/XRANGE; ``None`` (logged) if malformed.
 
@@ -346,7 +457,7 @@ class RedisBroker:
                 retry=retry,
                 raw_data=data if data is not None else fields.get("raw"),
             )
-            return _Entry(key, stream_id, wire, None if data is None else data.encode())
+            return _Entry(key, stream_id, wire, data is not None)
         except Exception as exc:
             logger.warning("Skipping malformed stream entry %r (%s)", row, exc)
             return None
@@ -360,8 +471,12 @@ class RedisBroker:
         key = _parse_id(stream_id)
         return None if key is None else (key, stream_id)
 
-    def _acquire(self, channel: str) -> tuple[_Log, _StreamInfo | None]:
-        """The channel's log in this process, created with one XINFO if missing; +1 user."""
+    def _acquire(self, channel: str) -> _Log:
+        """The channel's log in this process, created with one XINFO if missing; +1 user.
+
+        Creating it notes the Redis server's ``run_id`` too: the reader checks positions read
+        from another run of the server (see :meth:`_check_heads`).
+        """
         proc = self._proc()
         while True:
             with proc.lock:
@@ -369,7 +484,7 @@ class RedisBroker:
                 if log is not None:
                     proc.users[channel] += 1
                     self._start_reader(proc)  # if it died: every new subscription checks
-                    return log, None
+                    return log
                 pending = proc.pending.get(channel)
                 creator = pending is None
                 if pending is None:
@@ -378,16 +493,21 @@ class RedisBroker:
                 pending.wait(10.0)
                 continue
             try:
-                info = self._info(channel)
+                pipe = self._commands.pipeline(transaction=False)
+                pipe.xinfo_stream(self._key(channel))
+                pipe.info("server")
+                info_reply, server = pipe.execute(raise_on_error=False)
+                info = _StreamInfo.parse(info_reply)
                 log = _Log(channel, self.local_history, info.last, info.last_id)
                 with proc.lock:
                     proc.logs[channel] = log
                     proc.by_key[self._key(channel)] = log
+                    proc.runs[self._key(channel)] = _run_id(server)
                     proc.users[channel] = 1
                     proc.version += 1
                     self._start_reader(proc)
                 self._unblock_reader(proc)
-                return log, info
+                return log
             finally:
                 with proc.lock:
                     proc.pending.pop(channel, None)
@@ -402,7 +522,8 @@ class RedisBroker:
             elif proc.logs.get(log.channel) is log:
                 # The reader stops reading it at its next XREAD; entries it still gets for the
                 # key go to a new log, if one was made meanwhile, which drops what it has.
-                del proc.logs[log.channel], proc.by_key[self._key(log.channel)]
+                key = self._key(log.channel)
+                del proc.logs[log.channel], proc.by_key[key], proc.runs[key]
                 del proc.users[log.channel]
                 proc.version += 1
 
@@ -429,7 +550,7 @@ class RedisBroker:
         if self._closed:  # the reader is stopped: end the subscription, registering nothing
             sub.close()
             return _Cursor(sub, _Log(channel, 1, (0, 0), "0-0")), None
-        log, info = self._acquire(channel)
+        log = self._acquire(channel)
         try:
             reset = None
             key = None if position is None else _parse_id(position)
@@ -440,11 +561,15 @@ class RedisBroker:
                 elif position is not None and key is None:
                     reset = _reset(channel, "unknown", position)
                 elif key is not None and position is not None and log.floor <= key <= log.head:
-                    cursor.pos = log.index_after(key)  # the in-process log has it all
-                    cursor.key, cursor.id = key, position
+                    if log.holds(key):
+                        cursor.pos = log.index_after(key)  # the in-process log has it all
+                        cursor.key, cursor.id = key, position
+                    else:  # in the log's range, yet no position of this stream: not ours
+                        reset = _reset(channel, "unknown", position)
                     key = None
             if key is not None and position is not None:
-                verdict = (info or self._info(channel)).verdict(key)
+                info, present = self._probe(self._commands, self._key(channel), position)
+                verdict = info.verdict(key, present)
                 if verdict is not None:
                     reset = _reset(channel, verdict, position)
                 else:
@@ -469,14 +594,19 @@ class RedisBroker:
     def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
         key = self._key(cursor.channel)
         while True:
+            # From the position itself: while its entry is there, nothing after it is gone.
             pipe = self._commands.pipeline(transaction=True)
             pipe.xinfo_stream(key)
-            pipe.xrange(key, min="(" + cursor.id, max="+", count=limit)
+            pipe.xrange(key, min=cursor.id, max="+", count=limit + 1)
             info_reply, rows = pipe.execute(raise_on_error=False)
             if isinstance(rows, Exception):
                 raise rows
-            if _StreamInfo.parse(info_reply).verdict(cursor.key) == "expired":
+            first = self._position(rows[0]) if rows else None
+            present = first is not None and first[0] == cursor.key
+            if _StreamInfo.parse(info_reply).verdict(cursor.key, present) is not None:
                 return None
+            if present:
+                rows = rows[1:]
             entries = [e for e in map(self._entry, rows) if e is not None]
             last = self._position(rows[-1]) if rows else None
             if entries or last is None:
@@ -557,7 +687,14 @@ class RedisBroker:
                 if client is None:
                     client = redis.Redis.from_url(self.url, **self._reader_options)
                     proc.reader_id = client.client_id()
-                reply = client.xread(streams, count=_READ_COUNT, block=_ms(self.block))
+                    self._check_heads(proc, client)
+                    continue  # the heads may have moved
+                batches = self._check_jumps(
+                    proc,
+                    client,
+                    streams,
+                    client.xread(streams, count=_READ_COUNT, block=_ms(self.block)),
+                )
             except Exception as exc:
                 proc.reader_id = None
                 if client is not None:
@@ -585,20 +722,107 @@ class RedisBroker:
                 failing = False
             backoff = _BACKOFF_MIN
             try:
-                self._fan_out(proc, reply)
+                self._fan_out(proc, batches)
             except Exception:
                 # Not a Redis error: log it, and read on after a pause (the heads did not move
                 # past what was not delivered, so the next XREAD reads it again).
                 logger.exception("Delivering events read from Redis failed; retrying")
                 proc.stop.wait(_BACKOFF_MAX)
+            del batches  # not kept while the next XREAD waits: a batch can be large
         if client is not None:
             client.close()
 
-    def _fan_out(self, proc: _Process, reply: Any) -> None:
+    def _check_heads(self, proc: _Process, client: Any) -> None:
+        """On (re)connecting: start over, with a ``reset``, every stream that lost events.
+
+        A stream kept everything after the position the process read to only if the entry
+        there is still in it (Redis trims from the start, and a restart without persistence
+        loses the whole stream). From position ``0-0`` (nothing read yet) there is no entry
+        to look for: after a restart of the server (another ``run_id``) such a stream gets a
+        reset, since events published before the restart may be gone unseen.
+        """
+        with proc.lock:
+            followed = list(proc.by_key.items())
+            runs = dict(proc.runs)
+        if not followed:
+            return
+        # Not a MULTI: a refused INFO must not abort the rest. Each XRANGE is what counts.
+        pipe = client.pipeline(transaction=False)
+        pipe.info("server")
+        heads = []
+        for key, log in followed:
+            with log.lock:
+                head, head_id = log.head, log.head_id
+            heads.append((key, log, head))
+            pipe.xinfo_stream(key)
+            pipe.xrange(key, min=head_id, max=head_id, count=1)
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies[2::2]:  # the XRANGEs
+            if isinstance(reply, Exception):
+                raise reply
+        run = _run_id(replies[0])
+        lost = []
+        for i, (key, log, head) in enumerate(heads):
+            info = _StreamInfo.parse(replies[1 + 2 * i])
+            same_run = run is not None and runs.get(key) == run
+            kept = bool(replies[2 + 2 * i]) if head != (0, 0) else same_run
+            if not kept:
+                lost.append((log, info, "expired" if same_run and info.exists else "lost"))
+        self._lost(lost)
+        with proc.lock:
+            for key, log, _ in heads:
+                if proc.by_key.get(key) is log:
+                    proc.runs[key] = run
+
+    def _check_jumps(
+        self, proc: _Process, client: Any, streams: dict[bytes, str], reply: Any
+    ) -> list[tuple[bytes, list[Any]]]:
+        """The rows of ``reply`` per stream, without those of streams that lost events.
+
+        ``XREAD`` after a position that was trimmed meanwhile returns what is left after it,
+        skipping what was trimmed. Only a reply of ``min(COUNT, history)`` rows or more can
+        follow a trimmed position (a stream keeps at least ``history`` entries), so only
+        then is the position's entry looked for; if it is gone, the stream starts over with
+        a ``reset``. (Checked just after the read, so it can be trimmed in between: a reset
+        not needed, for a process already about ``history`` events behind.)
+        """
         items = reply.items() if isinstance(reply, dict) else (reply or ())
-        for key, rows in items:
+        batches = []
+        for name, rows in items:
+            key = name if isinstance(name, bytes) else name.encode()
+            head_id = streams.get(key)
+            if head_id is not None and len(rows) >= min(_READ_COUNT, self.history):
+                info, present = self._probe(client, key, head_id)
+                if info.verdict(_parse_id(head_id) or (0, 0), present) is not None:
+                    with proc.lock:
+                        log = proc.by_key.get(key)
+                    if log is not None:
+                        self._lost([(log, info, "expired")])
+                    continue
+            batches.append((key, rows))
+        return batches
+
+    def _lost(self, lost: list[tuple[_Log, _StreamInfo, str]]) -> None:
+        """Start each log over at its stream's end, ``reason`` given; log it once."""
+        if not lost:
+            return
+        names = ", ".join(f"{log.channel} ({reason})" for log, _, reason in lost[:10])
+        more = f" and {len(lost) - 10} more" if len(lost) > 10 else ""
+        logger.warning(
+            "Events after what this process read are gone from Redis for %d channel(s): "
+            "%s%s; their subscribers get a reset event and continue live",
+            len(lost),
+            names,
+            more,
+        )
+        for log, info, reason in lost:
+            cursors, count = log.rebase(info.last, info.last_id, reason)
+            notify(cursors, count)
+
+    def _fan_out(self, proc: _Process, batches: list[tuple[bytes, list[Any]]]) -> None:
+        for key, rows in batches:
             with proc.lock:
-                log = proc.by_key.get(key if isinstance(key, bytes) else key.encode())
+                log = proc.by_key.get(key)
             if log is None or not rows:
                 continue
             entries = [e for e in map(self._entry, rows) if e is not None]

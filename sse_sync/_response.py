@@ -14,8 +14,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wrappers import Response
 
-from ._cors import CORS
-from ._event import ServerSentEvent, encode_item
+from ._cors import CORS, add_to_flask_response
+from ._event import ServerSentEvent
+from ._items import ItemRules, check_items, item_encoder
 from ._logging import logger
 from ._request import END_ID, reconnects_after_end
 from ._runner import OPEN_TIMEOUT, EventStream, FrameSource, Producer, RunnerKind
@@ -174,7 +175,8 @@ class EventStreamResponse(Response):
     Usually built with :func:`sse_response`, which takes the same arguments. The source runs
     off the request thread from the first iteration on: a greenlet under gevent, an OS thread
     otherwise. Each item it yields is sent as an event: a :class:`ServerSentEvent` as it says,
-    ``bytes`` as pre-framed wire bytes, anything else as the JSON ``data`` of an unnamed event.
+    ``bytes`` as pre-framed wire bytes, a ``str`` of complete event-stream frames as those
+    frames, anything else as the JSON ``data`` of an unnamed event (``items`` picks other rules).
 
     **When the status is settled and the headers go out.** The response waits up to
     ``open_timeout`` seconds (0.5 by default) for the source's first item, on the request
@@ -221,12 +223,17 @@ class EventStreamResponse(Response):
         ``"thread"``: under gevent, a native thread of gevent's thread pool, for sources that
         block in C code gevent cannot patch (the pool's size bounds how many run at once).
     :param close_timeout: with threads, how long ``close()`` waits for the producer to stop
-        after a disconnect before leaving it to finish on its own.
-    :param encode: turns one item into wire bytes; the default is described above.
+        after a disconnect before raising :class:`~sse_sync.StreamClosed` in it.
+    :param encode: turns one item into wire bytes; by default, the ``items`` rules.
     :param max_lifetime: seconds after which the stream ends with a ``retry:`` hint, so that
         clients reconnect (and resume from their ``Last-Event-ID``) somewhere else from time
         to time; each stream picks between 80% and 100% of it. ``None``: no limit. Under
         gunicorn, streams also end this way within about a second when their worker stops.
+    :param items: which rules turn items into events: ``"default"`` (described above; a
+        ``str`` made of complete event-stream frames is sent as those frames),
+        ``"sse-starlette"`` (dicts of event fields, ``str`` sent as text) or
+        ``"fastapi-views"`` (dicts with ``event`` and JSON ``data``); see docs/migrating.md.
+        An item that looks like another rule's idiom logs one warning per stream.
     :param cors: which other sites may read the stream (:class:`~sse_sync.CORS`); its headers
         follow the request's ``Origin``. ``None``: same-origin pages only.
     :param open_timeout: how long, in seconds (``>= 0``), the response waits for the source's
@@ -250,12 +257,14 @@ class EventStreamResponse(Response):
         queue_size: int = 64,
         runner: RunnerKind = "auto",
         close_timeout: float = 1.0,
-        encode: Callable[[Any], bytes] = encode_item,
+        encode: Callable[[Any], bytes] | None = None,
         max_lifetime: float | None = None,
         cors: CORS | None = None,
         open_timeout: float = OPEN_TIMEOUT,
         stop_at_end: bool = False,
+        items: ItemRules = "default",
     ) -> None:
+        check_items(items)
         all_headers = Headers(_DEFAULT_HEADERS)
         if headers is not None:
             extra = Headers(headers)
@@ -274,7 +283,8 @@ class EventStreamResponse(Response):
                 ("queue_size", queue_size, 64),
                 ("runner", runner, "auto"),
                 ("close_timeout", close_timeout, 1.0),
-                ("encode", encode, encode_item),
+                ("encode", encode, None),
+                ("items", items, "default"),
                 ("stop_at_end", stop_at_end, False),
             )
             ignored = [name for name, value, default in producer_options if value != default]
@@ -287,6 +297,14 @@ class EventStreamResponse(Response):
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
             context, teardown = _flask_context(flask) if flask is not None else (None, None)
+            if encode is None:
+                encode = item_encoder(items)
+            elif items != "default":
+                msg = (
+                    f"Expected either encode= or items=, got both (items={items!r}): items= "
+                    f"picks one of the built-in encoders"
+                )
+                raise TypeError(msg)
             frames = Producer(
                 source,
                 encode,
@@ -309,14 +327,14 @@ class EventStreamResponse(Response):
             open_timeout=open_timeout,
             end_frame=_END_FRAME if stop_at_end else None,
         )
-        if flask is not None and cors is not None:
-            all_headers.extend(cors.headers(flask.request.headers.get("Origin")))
-            cors = None
         # Outside Flask the Origin is known only when the response is called.
-        self._cors = cors
+        self._cors = None if flask is not None else cors
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
         stream.on_iter = functools.partial(_check_body, weakref.ref(self))
         if flask is not None:
+            if cors is not None:
+                add_to_flask_response(cors)
+            flask.after_this_request(self._close_unless_sent)
             # Before the view returns: what the source raises first is the view's error. Not a
             # generator wrapped by Flask's stream_with_context: it pushes the view's own request
             # and app contexts, which must not happen before the view pops them (Flask pops the
@@ -324,6 +342,16 @@ class EventStreamResponse(Response):
             code = getattr(source, "gi_code", None)
             in_view = code is None or code.co_filename != flask.helpers.__file__
             self._open(flask.request.environ, read_first=in_view)
+
+    def _close_unless_sent(self, response: Response) -> Response:
+        """Flask's ``after_this_request``: stop a stream opened in the view but not sent.
+
+        The view raised (an error handler answered instead) or returned another response: no
+        server will iterate or close this stream, and its producer already runs.
+        """
+        if response.response is not self.response:
+            self.event_stream.close()
+        return response
 
     @property
     def event_stream(self) -> EventStream:
@@ -346,7 +374,10 @@ class EventStreamResponse(Response):
         try:
             self._open(environ, read_first=True)
         except HTTPException as exc:
-            return exc(environ, start_response)
+            answer = exc.get_response(environ)
+            if self._cors is not None:
+                answer.headers.extend(self._cors.headers(environ.get("HTTP_ORIGIN")))
+            return answer(environ, start_response)
         return super().__call__(environ, start_response)
 
     def _open(self, environ: WSGIEnvironment, *, read_first: bool) -> None:
@@ -379,11 +410,12 @@ def sse_response(
     queue_size: int = 64,
     runner: RunnerKind = "auto",
     close_timeout: float = 1.0,
-    encode: Callable[[Any], bytes] = encode_item,
+    encode: Callable[[Any], bytes] | None = None,
     max_lifetime: float | None = None,
     cors: CORS | None = None,
     open_timeout: float = OPEN_TIMEOUT,
     stop_at_end: bool = False,
+    items: ItemRules = "default",
 ) -> EventStreamResponse:
     """Stream what ``source`` yields as Server-Sent Events.
 
@@ -421,4 +453,5 @@ def sse_response(
         cors=cors,
         open_timeout=open_timeout,
         stop_at_end=stop_at_end,
+        items=items,
     )

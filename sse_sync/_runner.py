@@ -27,9 +27,7 @@ Invariants, and why they hold:
    ``close()`` asks the producer to stop: under gevent it kills the greenlet, so
    ``GreenletExit`` interrupts a producer blocked in ``time.sleep`` or socket I/O at once and the
    generator's ``finally`` blocks run; with threads it sets a flag and wakes a producer held
-   by backpressure, then waits ``close_timeout`` seconds for the thread. A
-   thread blocked inside the source cannot be interrupted by Python: it stops, closing the
-   source, as soon as its current ``next()`` returns.
+   by backpressure, then waits ``close_timeout`` seconds for the thread (and then see 8).
 3. Memory is bounded. The queue holds at most ``queue_size`` frames; a slow client holds
    the producer before it queues one more (backpressure). One write takes every frame
    already queued: no more than ``queue_size`` frames, in one chunk.
@@ -58,6 +56,20 @@ Invariants, and why they hold:
    opened: its first frames, or a ``: ping``. The same deadline bounds :meth:`EventStream.open`:
    the status is settled by the source's first item, its error, or the deadline, whichever
    comes first.
+8. A producer thread still running after ``close()``'s wait (2) is stopped without its
+   source's help: ``close()`` raises :class:`StreamClosed` in it with CPython's
+   ``PyThreadState_SetAsyncExc``, which lands at the thread's next bytecode, and does not
+   wait for it. It can only land in the producer's own code: it is fired at most once, under
+   the producer's ``_interrupt_lock``, only while the thread runs the source part of
+   :meth:`Producer._run_interruptible`; leaving that part takes the same lock and cancels one
+   still pending (a second call, with NULL), so threading's code after it never sees it. A
+   thread blocked in C sees it only when the call returns: ``_Stragglers`` watches each one
+   for ``_STOP_GRACE`` seconds and warns once per process (its thread runs only while it
+   watches). Not done under gevent (a greenlet is killed instead; ``runner="thread"`` steps
+   run on gevent's shared pool, whose threads move on to other streams' steps) nor by
+   ``close(wait=False)``, a finalizer's, which must not block or take locks: those producers
+   stop at their next ``yield``. Sources can look instead, with :func:`stream_closed` and
+   :func:`wait_closed` (the producer is in a context variable, set on the producer).
 """
 
 from __future__ import annotations
@@ -92,10 +104,13 @@ __all__ = [
     "Producer",
     "RunnerKind",
     "SOURCE_RAISED",
+    "StreamClosed",
     "Wake",
     "draining",
     "gevent_active",
     "new_wake",
+    "stream_closed",
+    "wait_closed",
 ]
 
 logger = logging.getLogger("sse_sync")
@@ -142,6 +157,13 @@ def check_seconds(value: object, name: str) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         msg = f"Expected {name} to be finite seconds > 0 or None, got {value!r}"
+        raise ValueError(msg)
+
+
+def check_timeout(value: object, name: str) -> None:
+    """Reject anything but a finite number of seconds >= 0, naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        msg = f"Expected {name} to be finite seconds >= 0, got {value!r}"
         raise ValueError(msg)
 
 
@@ -311,6 +333,24 @@ class _Resume:
             greenlet.switch(value)
 
 
+class StreamClosed(BaseException):
+    """Raised inside a source that did not stop within ``close_timeout`` of its stream closing.
+
+    Under threads, a closed stream (the client left, or the server ended the stream) asks its
+    producer to stop: a generator is closed at its next ``yield``. One that does not yield
+    again within ``close_timeout`` seconds (a polling loop, a long call) gets this exception
+    raised in its thread at its next Python bytecode, with CPython's
+    ``PyThreadState_SetAsyncExc``: its ``finally`` blocks and context managers run, and the
+    thread ends. It derives from ``BaseException``, as ``GeneratorExit`` does, so that
+    ``except Exception:`` does not swallow it; code that catches it must raise it again.
+
+    Code blocked in C (a socket read without a timeout) sees it only when that call returns;
+    look with :func:`wait_closed` or :func:`stream_closed` instead. Under gevent it is never
+    raised: the producer greenlet is killed (``GreenletExit``), and with ``runner="thread"``
+    the source's steps run on gevent's shared thread pool, where nothing is raised either.
+    """
+
+
 class Producer:
     """Runs ``source`` off the request thread and queues ``encode(item)`` for each item.
 
@@ -321,7 +361,8 @@ class Producer:
         under gevent runs each step of the source on a native thread of gevent's thread pool
         (for sources that block in C code gevent cannot patch). ``"greenlet"`` requires gevent.
     :param queue_size: the most frames waiting for the client (backpressure beyond that).
-    :param close_timeout: how long ``close()`` waits for a producer thread to finish.
+    :param close_timeout: how long ``close()`` waits for a producer thread to finish; one
+        still running then gets :class:`StreamClosed` raised in it.
     :param context: the context variables the source runs in, e.g. a copy of the view's.
     :param teardown: called on the producer, in ``context``, once the source is closed.
     """
@@ -372,6 +413,12 @@ class Producer:
         self._closed = False
         self._ended = False
         self._failure: Exception | None = None  # what the source raised, until the reader takes it
+        self._closed_event: threading.Event | None = None  # made by the first wait_closed()
+        # StreamClosed is raised in the producer thread only under this lock, only while it
+        # runs the source (_interruptible), and at most once (_interrupted): see _interrupt().
+        self._interrupt_lock: threading.Lock | None = None
+        self._interruptible = False
+        self._interrupted = False
 
     @property
     def running(self) -> bool:
@@ -399,6 +446,7 @@ class Producer:
         if self._gevent:
             self._worker = gevent.Greenlet(self._run)
         else:
+            self._interrupt_lock = threading.Lock()
             self._worker = threading.Thread(target=self._run, name="sse_sync-producer", daemon=True)
             self._worker.start()
         return True
@@ -431,16 +479,63 @@ class Producer:
 
     def _run(self) -> None:
         try:
-            if self._context is None:
-                self._produce()
+            if self._gevent:  # a greenlet is killed instead (see close())
+                self._run_in_context()
             else:
-                self._context.run(self._produce)
+                self._run_interruptible()
         finally:
             if not self._closed:
                 self._frames.append(_END)
                 self._wake_reader()
 
+    def _run_in_context(self) -> None:
+        if self._context is None:
+            self._produce()
+        else:
+            self._context.run(self._produce)
+
+    def _run_interruptible(self) -> None:
+        """:meth:`_run_in_context`: the only code where :meth:`_interrupt` raises StreamClosed."""
+        lock = self._interrupt_lock
+        assert lock is not None
+        try:
+            try:
+                with lock:
+                    self._interruptible = True
+                self._run_in_context()
+            finally:
+                with lock:
+                    self._interruptible = False
+                    if self._interrupted:
+                        # Raised already, or still pending: then it must never be raised
+                        # later, in the code this thread runs next (threading's own).
+                        _set_async_exc(threading.get_ident(), None)
+        except StreamClosed:
+            logger.debug("An event stream's producer was stopped with StreamClosed")
+
+    def _interrupt(self) -> None:
+        """Raise :class:`StreamClosed` in the producer thread, once, if it runs the source."""
+        lock = self._interrupt_lock
+        assert lock is not None
+        with lock:
+            if not self._interruptible or self._interrupted:
+                return  # it is leaving the source, or has not reached it yet (then sees _closed)
+            self._interrupted = True
+            _set_async_exc(self._worker.ident, StreamClosed)
+        _stragglers().watch(self._worker)
+
+    def wait_closed(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for :meth:`close`; whether it was called (:func:`wait_closed`)."""
+        event = self._closed_event
+        if event is None:
+            # Published before _closed is read: close() sets _closed, then sets what it finds.
+            event = self._closed_event = threading.Event()
+        if self._closed:
+            return True
+        return event.wait(seconds) or self._closed
+
     def _produce(self) -> None:
+        _CURRENT.set(self)  # before _steps(): runner="thread" copies this context
         try:
             next_item, close_source = self._steps()
             # Locals: looked up once, not per event.
@@ -556,12 +651,16 @@ class Producer:
     def close(self, *, wait: bool = True) -> None:
         """Stop the producer: the source is closed on the producer; idempotent.
 
-        :param wait: wait (up to ``close_timeout``) for the producer to finish; ``False`` only
-            asks it to stop, as a finalizer must.
+        :param wait: wait (up to ``close_timeout``) for the producer to finish, then raise
+            :class:`StreamClosed` in a producer thread still running (without waiting for
+            it); ``False`` only asks it to stop, as a finalizer must.
         """
         if self._closed:
             return
         self._closed = True
+        closed_event = self._closed_event
+        if closed_event is not None:
+            closed_event.set()
         worker = self._worker
         if worker is None:
             return
@@ -571,6 +670,8 @@ class Producer:
             self._has_room.set()  # type: ignore[union-attr]  # a producer held by backpressure
             if wait and self.running:
                 worker.join(self._close_timeout)
+                if not self._gevent and self.running:
+                    self._interrupt()
         failure = self._failure
         if failure is not None:  # raised before close() and never read: nobody else will log it
             self._failure = None
@@ -582,6 +683,148 @@ class Producer:
         has_frames = self._has_frames
         if has_frames is not None:
             has_frames.set()
+
+
+#: The producer whose source runs in this context (set on the producer).
+_CURRENT: contextvars.ContextVar[Producer] = contextvars.ContextVar("sse_sync_producer")
+
+
+def _current_producer(name: str) -> Producer:
+    producer = _CURRENT.get(None)
+    if producer is None:
+        msg = (
+            f"'{name}' can only be used inside an event stream's source, such as the "
+            f"generator given to sse_response(), while it runs"
+        )
+        raise RuntimeError(msg)
+    return producer
+
+
+def stream_closed() -> bool:
+    """Whether the event stream that the calling source feeds was closed.
+
+    A stream closes when its client leaves or the server ends it (``max_lifetime``, a
+    stopping worker). A generator closed at a ``yield`` never needs to ask; this is for
+    one that works a long time between yields, such as a loop of blocking calls with a
+    timeout:
+
+    .. code-block:: python
+
+        def jobs():
+            while not sse_sync.stream_closed():
+                job = work_queue.get(timeout=1.0)  # a C call: StreamClosed waits for it
+                ...
+                yield job
+
+    Call it inside the source (the generator given to :func:`sse_response`, or anything
+    it calls) while it runs, under gevent or threads; elsewhere it raises ``RuntimeError``.
+    """
+    return _current_producer("stream_closed")._closed
+
+
+def wait_closed(seconds: float) -> bool:
+    """Sleep up to ``seconds``, returning early when the calling source's stream closes.
+
+    Returns whether the stream was closed: a polling source sleeps with it and stops at
+    once when the client leaves, without waiting for :class:`StreamClosed`:
+
+    .. code-block:: python
+
+        def prices():
+            last = None
+            while not sse_sync.wait_closed(0.5):
+                price = fetch_price()
+                if price != last:
+                    last = price
+                    yield price
+
+    Call it inside the source while it runs, under gevent (where the producer greenlet is
+    killed at once anyway) or threads; elsewhere it raises ``RuntimeError``.
+
+    :param seconds: the longest wait, finite seconds ``>= 0``.
+    """
+    check_timeout(seconds, "seconds")
+    return _current_producer("wait_closed").wait_closed(seconds)
+
+
+def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next bytecode; ``None`` cancels a pending one.
+
+    CPython's ``PyThreadState_SetAsyncExc``, called through ctypes with the GIL held.
+    """
+    global _async_exc
+    if _async_exc is None:
+        import ctypes
+
+        prototype = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)
+        set_exc = prototype(("PyThreadState_SetAsyncExc", ctypes.pythonapi))
+        _async_exc = (set_exc, ctypes.py_object())  # the second: NULL, which cancels
+    function, null = _async_exc
+    function(ident, null if exc is None else exc)
+
+
+_async_exc: tuple[Callable[[int, Any], int], Any] | None = None
+
+#: How long a producer thread may run after StreamClosed was raised in it before a warning.
+_STOP_GRACE = 2.0
+
+_straggler_warned = False
+
+
+class _Stragglers:
+    """Producer threads that were sent :class:`StreamClosed` and have not ended yet.
+
+    Warns, once per process, when one still runs ``_STOP_GRACE`` seconds later. Its thread
+    runs only while it watches a thread, so that an idle process has none.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._threads: deque[tuple[float, threading.Thread]] = deque()
+        self._watching = False
+
+    def watch(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._threads.append((_monotonic() + _STOP_GRACE, thread))
+            if self._watching:
+                return
+            self._watching = True
+        threading.Thread(target=self._run, name="sse_sync-stragglers", daemon=True).start()
+
+    def _run(self) -> None:
+        global _straggler_warned
+        while True:
+            with self._lock:
+                if not self._threads:
+                    self._watching = False
+                    return
+                # First in, first due: every thread gets the same grace.
+                warn_at, thread = self._threads.popleft()
+            thread.join(max(0.0, warn_at - _monotonic()))
+            if thread.is_alive() and not _straggler_warned:
+                _straggler_warned = True
+                logger.warning(
+                    "An event stream's producer thread still runs %.0f s after StreamClosed was "
+                    "raised in it: it is blocked in C code (such as a socket read without a "
+                    "timeout), where Python cannot interrupt it, or it caught StreamClosed. It "
+                    "stops when that call returns. Give blocking calls a timeout, and check "
+                    "sse_sync.stream_closed() or sleep with sse_sync.wait_closed() between "
+                    "them (docs/deployment.md, 'Stopping producers').",
+                    _STOP_GRACE,
+                )
+
+
+_stragglers_of_process: _Stragglers | None = None
+
+
+def _stragglers() -> _Stragglers:
+    """This process's :class:`_Stragglers` (a new one after a fork)."""
+    global _stragglers_of_process
+    current = _stragglers_of_process
+    if current is None or current.pid != os.getpid():
+        current = _stragglers_of_process = _Stragglers()
+    return current
 
 
 def _find_gunicorn_worker(environ: dict[str, Any]) -> None:
@@ -610,7 +853,15 @@ def draining() -> bool:
 
 
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
-    """The connection's socket, where the server lets us find it; ``None`` elsewhere."""
+    """The client connection's socket, where it is this stream's alone.
+
+    Not under HTTP/2: the connection carries every stream of the page, so polling it says
+    nothing about one of them, and shutting it down (a drain, a stuck subscriber) would end them
+    all. There the server ends a stream the client reset (``sse_sync.gunicorn.GeventWorker``).
+    """
+    # SERVER_PROTOCOL, not HTTP_VERSION: any client can send a "Version: 2" header.
+    if str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/2"):
+        return None
     sock = (
         environ.get("gunicorn.socket")
         or environ.get("werkzeug.socket")
@@ -784,13 +1035,7 @@ class EventStream:
             ping = override[0]
         check_seconds(ping, "ping")
         check_seconds(max_lifetime, "max_lifetime")
-        if (
-            isinstance(open_timeout, bool)
-            or not isinstance(open_timeout, (int, float))
-            or not 0 <= open_timeout < math.inf
-        ):
-            msg = f"Expected open_timeout to be finite seconds >= 0, got {open_timeout!r}"
-            raise ValueError(msg)
+        check_timeout(open_timeout, "open_timeout")
         self.source = source
         self.ping = ping
         self.max_lifetime = max_lifetime
@@ -885,7 +1130,8 @@ class EventStream:
                 end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
             self._end_at = end_at
         sock = self._socket
-        poll = _NEVER if sock is None else _DISCONNECT_POLL
+        # Under gunicorn, wake up every _DISCONNECT_POLL to see a stopping worker, socket or not.
+        poll = _NEVER if sock is None and _gunicorn[1] is None else _DISCONNECT_POLL
         read_frames = self.source.read_frames
         while True:
             worker = _gunicorn[1]  # draining(), inlined: this runs once per wake-up

@@ -6,13 +6,18 @@ A test module defines a ``make_broker`` fixture (a factory taking ``history`` an
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
+import tracemalloc
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from sse_sync import ServerSentEvent, Subscription
@@ -46,6 +51,13 @@ def quiet(sub: Subscription, seconds: float = 0.3) -> bool:
 
 def datas(events: list[ServerSentEvent]) -> list[Any]:
     return [e.data for e in events]
+
+
+def _collect() -> None:
+    """Collect garbage; sockets that earlier tests left to the collector are not ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 class Point(BaseModel):
@@ -193,7 +205,21 @@ class BrokerContract:
             live = broker.publish("feed", "new")
             assert [(e.data, e.id) for e in take(sub, 1)] == [("new", live)]
 
-    @pytest.mark.parametrize("given", ["garbage", "1:2:3", "a=,b", "9999999999999-0"])
+    @pytest.mark.parametrize(
+        "given",
+        [
+            "garbage",
+            "1:2:3",
+            "a=,b",
+            "9999999999999-0",
+            "0-99999999999999999999",  # passes a digits check; Redis rejects it
+            "18446744073709551615-18446744073709551615",
+            "feed=1,feed=2",
+            "other=1",
+            "bad name=1",
+            "x:\u00b2",  # a digit to str.isdigit(), not to int()
+        ],
+    )
     def test_unknown_id_sends_reset(self, make_broker: MakeBroker, given: str) -> None:
         """An id this broker never issued gets a reset event with reason 'unknown'."""
         broker = make_broker()
@@ -423,3 +449,167 @@ class BrokerContract:
                 assert datas(events) == [{"n": 1}, {"x": 1, "y": 2.5}, None]
                 assert [e.raw_data for e in events] == [None, None, '{"n": 1}']
                 assert events[0].data is not data
+
+    def test_oversized_event_is_refused_before_anything_is_stored(
+        self, make_broker: MakeBroker
+    ) -> None:
+        """An event whose frame exceeds max_event_size raises ValueError; nothing is stored."""
+        broker = make_broker(max_event_size=64)
+        fits = "x" * (64 - len(b'data: ""\n\n'))  # exactly 64 bytes encoded
+        with broker.subscribe("big") as sub:
+            sub.read_frames(0)
+            with pytest.raises(ValueError, match=r"at most 64 bytes.*got 65 bytes"):
+                broker.publish("big", fits + "x")
+            with pytest.raises(ValueError, match="max_event_size"):
+                broker.publish("big", raw_data="y" * 100, idempotency_key="k")
+            event_id = broker.publish("big", fits)
+            assert [(e.id, e.data) for e in take(sub, 1)] == [(event_id, fits)]
+            assert quiet(sub, 0.1)
+        assert broker.stats()["published"] == 1
+
+    def test_default_size_limit_is_one_mib(self, make_broker: MakeBroker) -> None:
+        """By default an event of 1 MiB (encoded) is accepted and one byte more is refused."""
+        broker = make_broker()
+        assert broker.max_event_size == 1024 * 1024
+        broker.publish("big", raw_data="x" * (1024 * 1024 - len(b"data: \n\n")))
+        with pytest.raises(ValueError, match="1048577 bytes"):
+            broker.publish("big", raw_data="x" * (1024 * 1024 - len(b"data: \n\n") + 1))
+        with pytest.raises(ValueError, match="max_event_size"):
+            broker.publish("big", {"blob": "x" * 50_000_000})  # the trial's 50 MB event
+        assert broker.stats()["published"] == 1
+
+    def test_a_retained_event_costs_about_twice_its_size(self, make_broker: MakeBroker) -> None:
+        """Each retained event holds its frame and its text once: about 2x its size, not 4x."""
+        broker = make_broker(history=100)
+        size, count = 200_000, 20
+        with broker.subscribe("mem") as sub:
+            sub.read_frames(0)
+            _collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(count):
+                    broker.publish("mem", raw_data=f"{i:06}" + "x" * (size - 6))
+                read = 0
+                while read < count:
+                    frames = sub.read_frames(5)
+                    assert frames, "the events did not come"
+                    read += frames.count(b"\n\n")
+                    del frames
+
+                def per_event() -> float:
+                    _collect()
+                    return (tracemalloc.get_traced_memory()[0] - before) / count
+
+                # A Redis reader may still hold its last batch for a moment: wait it out.
+                wait_until(lambda: per_event() < 2.2 * size, timeout=5)
+                assert per_event() > 1.9 * size
+            finally:
+                tracemalloc.stop()
+
+    @pytest.mark.parametrize(
+        ("options", "error"),
+        [
+            ({"max_event_size": 0}, ValueError),
+            ({"max_event_size": 1.5}, TypeError),
+            ({"max_event_size": True}, TypeError),
+            ({"idempotency_window": 0}, ValueError),
+            ({"idempotency_window": "1"}, TypeError),
+        ],
+    )
+    def test_bad_limits_raise(
+        self, make_broker: MakeBroker, options: dict[str, Any], error: type[Exception]
+    ) -> None:
+        """A max_event_size or idempotency_window that makes no sense raises at once."""
+        with pytest.raises(error, match=next(iter(options))):
+            make_broker(**options)
+
+    def test_idempotency_key_publishes_once(self, make_broker: MakeBroker) -> None:
+        """Publishing again with a key used on the channel returns the first id, adds nothing."""
+        broker = make_broker()
+        with broker.subscribe(["orders", "other"]) as sub:
+            sub.read_frames(0)
+            first = broker.publish("orders", {"n": 1}, idempotency_key="order-1")
+            again = broker.publish("orders", {"n": 2}, idempotency_key="order-1")
+            elsewhere = broker.publish("other", {"n": 3}, idempotency_key="order-1")
+            plain = broker.publish("orders", {"n": 4})
+            assert again == first and plain != first  # (ids of two channels may be equal)
+            # (Redis orders two channels' events of the same millisecond by channel.)
+            events = sorted(take(sub, 3), key=lambda e: e.data["n"])
+            assert datas(events) == [{"n": 1}, {"n": 3}, {"n": 4}]
+            cursors = [dict(p.split("=") for p in (e.id or "").split(",")) for e in events]
+            assert [cursors[0]["orders"], cursors[1]["other"], cursors[2]["orders"]] == [
+                first,
+                elsewhere,
+                plain,
+            ]
+            assert quiet(sub, 0.2)
+
+    def test_idempotency_key_is_forgotten_after_the_window(self, make_broker: MakeBroker) -> None:
+        """Once idempotency_window has passed, the same key publishes a new event."""
+        broker = make_broker(idempotency_window=0.2)
+        first = broker.publish("w", 1, idempotency_key="k")
+        wait_until(lambda: broker.publish("w", 2, idempotency_key="k") != first, timeout=5)
+
+    @pytest.mark.parametrize(
+        ("key", "error"), [("", ValueError), ("k" * 201, ValueError), (b"k", TypeError)]
+    )
+    def test_bad_idempotency_key_raises(
+        self, make_broker: MakeBroker, key: Any, error: type[Exception]
+    ) -> None:
+        """An idempotency_key that is not 1 to 200 characters of text raises; nothing is stored."""
+        broker = make_broker()
+        with pytest.raises(error, match="idempotency_key"):
+            broker.publish("k", 1, idempotency_key=key)
+        assert broker.stats()["published"] == 0
+
+    def test_any_last_event_id_is_resumed_or_reset(self, make_broker: MakeBroker) -> None:
+        """Whatever a client sends as Last-Event-ID, each channel resumes with no gap or resets."""
+
+        # Defined here: the method is shared by the broker test classes, which hypothesis
+        # would see as one test run by differing executors.
+        @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            broker = make_broker()
+            try:
+                self._resume_or_reset(broker, data)
+            finally:
+                broker.close()
+
+        check()
+
+    def _resume_or_reset(self, broker: Any, data: st.DataObject) -> None:
+        channels = data.draw(st.sampled_from([["fa"], ["fb"], ["fa", "fb"]]), "channels")
+        ids = [broker.publish(c, f"{c}{i}") for i in range(3) for c in ("fa", "fb")]
+        position = st.one_of(
+            st.text(max_size=40),
+            st.from_regex(r"\A[0-9]{1,22}[-:][0-9]{1,22}\Z"),
+            st.sampled_from([*ids, "0-0"]),
+            st.sampled_from(ids).map(lambda i: i[:-1] + "9"),
+        )
+        cursor = st.lists(
+            st.tuples(st.sampled_from(["fa", "fb", "fc", "f a", ""]), position), max_size=3
+        ).map(lambda pairs: ",".join(f"{c}={p}" for c, p in pairs))
+        given = data.draw(st.one_of(position, cursor), "last_event_id")
+        got: list[ServerSentEvent] = []
+        with broker.subscribe(channels, last_event_id=given) as sub:
+            sub.read_frames(0)
+            for channel in channels:
+                broker.publish(channel, f"{channel}-live")
+            deadline = time.monotonic() + 10
+            while sum(e.data in ("fa-live", "fb-live") for e in got) < len(channels):
+                assert time.monotonic() < deadline, got
+                events = sub.read_events(0.5)
+                assert events != [], f"the stream ended: {got!r}"
+                got += events or []
+        for channel in channels:
+            resets = [e for e in got if e.event == "reset" and e.data["channel"] == channel]
+            mine = [e.data for e in got if e.event != "reset" and e.data.startswith(channel)]
+            assert mine[-1] == f"{channel}-live"
+            if resets:
+                assert len(resets) == 1 and resets[0].data["reason"] in ("unknown", "expired")
+                assert mine == [f"{channel}-live"]
+            else:  # resumed: the end of what was published, with no gap
+                published = [f"{channel}{i}" for i in range(3)]
+                assert mine[:-1] == published[len(published) - len(mine) + 1 :]

@@ -218,8 +218,9 @@ class StreamClient:
 
 
 @pytest.fixture
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A private ``redis-server`` on a free port (a ``tests.redis_server.RedisServer``).
+def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """A factory of private, started ``redis-server``s on free ports (``RedisServer(...)``
+    options such as ``aof=True``); each is stopped afterwards.
 
     Skips when there is no ``redis-server`` binary, unless ``SSE_SYNC_REQUIRE_REDIS=1``
     (``.ci/run``): then it fails.
@@ -232,7 +233,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{reason} ({REQUIRE_ENV}=1)")
         pytest.skip(reason)
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    started: list[RedisServer] = []
+
+    def factory(**options: Any) -> RedisServer:
+        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), **options)
+        started.append(server)
+        server.start()
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_servers: Callable[..., Any]) -> Any:
+    """A private ``redis-server`` on a free port (a ``tests.redis_server.RedisServer``)."""
+    return redis_servers()

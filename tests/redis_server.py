@@ -1,9 +1,10 @@
-"""A private ``redis-server`` for the tests: a free port, a temp dir, no persistence."""
+"""A private ``redis-server`` for the tests: a free port, a temp dir, persistence on demand."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -45,11 +46,20 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server --save '' --appendonly no`` on a free port; restartable on that port."""
+    """One ``redis-server --save ''`` on a free port; restartable on that port.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    :param aof: ``--appendonly yes --appendfsync always`` (every acknowledged write survives
+        a kill) instead of no persistence at all.
+    :param args: more command-line options, such as ``("--rename-command", "INFO", "")``.
+    """
+
+    def __init__(
+        self, binary: str, directory: Path, *, aof: bool = False, args: tuple[str, ...] = ()
+    ) -> None:
         self.binary = binary
         self.directory = directory
+        self.aof = aof
+        self.args = args
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -74,11 +84,14 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.aof else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.directory),
                 "--daemonize",
                 "no",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -101,10 +114,11 @@ class RedisServer:
             return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (its data is gone: no persistence)."""
+        """Stop the server (without ``aof`` its data is gone)."""
         process = self.process
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server would not see the SIGTERM
         process.terminate()
         try:
             process.wait(timeout)
@@ -115,3 +129,19 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """Kill the server with SIGKILL (``kill -9``): no shutdown, no final save."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout)
+
+    def pause(self) -> None:
+        """Stop the server with SIGSTOP: connections stay open, nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a paused server (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)

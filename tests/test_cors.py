@@ -244,3 +244,44 @@ def test_preflight_for_a_view_of_your_own() -> None:
         assert cors_headers(preflight)["Access-Control-Allow-Methods"] == "GET, OPTIONS"
     stream = client.get("/", headers={"Origin": A})
     assert cors_headers(stream) == {"Access-Control-Allow-Origin": A, "Vary": "Origin"}
+
+
+def _forbidden_source() -> Iterator[Any]:
+    from flask import abort
+
+    abort(403)
+    yield "never"
+
+
+def test_an_error_before_the_first_item_carries_the_cors_headers() -> None:
+    """An abort(403) in the source answers 403 with the CORS headers, so fetch() can read it."""
+    cors = CORS([A])
+    app = Flask(__name__)
+
+    @app.get("/view")
+    @sse_view(cors=cors)
+    def view() -> Iterator[Any]:
+        return _forbidden_source()
+
+    @app.get("/own")
+    def own() -> Any:
+        return sse_response(_forbidden_source(), cors=cors)
+
+    class Forbidden(EventStreamView):
+        cors = CORS([A])
+
+        def events(self) -> Iterator[Any]:
+            return _forbidden_source()
+
+    Forbidden.register(app, "/class")
+
+    @Request.application  # type: ignore[arg-type]
+    def bare(request: Request) -> Any:
+        return sse_response(_forbidden_source(), cors=cors)
+
+    client = app.test_client()
+    responses = [client.get(path, headers={"Origin": A}) for path in ("/view", "/own", "/class")]
+    responses.append(Client(bare).get("/", headers={"Origin": A}))
+    for response in responses:
+        assert response.status_code == 403
+        assert cors_headers(response) == {"Access-Control-Allow-Origin": A, "Vary": "Origin"}

@@ -334,3 +334,70 @@ def test_stream_with_context_generators_start_with_the_first_iteration() -> None
     assert (response.status_code, body(response)) == (200, b'data: "x"\n\n')
     response = client.get("/wrapped?deny=1", buffered=False)
     assert (response.status_code, body(response)) == (200, b"")
+
+
+def test_a_stream_the_view_does_not_return_is_stopped_when_the_request_ends() -> None:
+    """A stream opened in a view that then raises is closed with the request, not by the GC."""
+    import gc
+
+    ran: list[str] = []
+    opened = threading.Event()
+
+    def gen() -> Iterator[Any]:
+        try:
+            opened.set()
+            while True:  # until the queue is full: then held by backpressure
+                yield "more"
+        finally:
+            ran.append("finally")
+
+    app = Flask(__name__)
+
+    @app.get("/")
+    def view() -> Any:
+        stream = sse_response(gen(), ping=None)  # noqa: F841  # held by the traceback's frame
+        raise RuntimeError("the view failed after building its stream")
+
+    gc.disable()
+    try:
+        response = app.test_client().get("/")
+        assert response.status_code == 500
+        assert opened.is_set()
+        deadline = threading.Event()
+        for _ in range(100):
+            if ran:
+                break
+            deadline.wait(0.05)
+        assert ran == ["finally"]
+    finally:
+        gc.enable()
+
+
+def test_views_take_stop_at_end_and_open_timeout() -> None:
+    """@sse_view and EventStreamView pass stop_at_end and open_timeout on to the response."""
+    app = Flask(__name__)
+
+    def quiet() -> Iterator[int]:
+        threading.Event().wait(0.3)  # past open_timeout, well before the default 0.5 s
+        yield 1
+
+    @app.get("/view")
+    @sse_view(ping=None, stop_at_end=True, open_timeout=0.05)
+    def view() -> Iterator[int]:
+        return quiet()
+
+    class Job(EventStreamView):
+        ping = None
+        stop_at_end = True
+        open_timeout = 0.05
+
+        def events(self) -> Iterator[int]:
+            return quiet()
+
+    Job.register(app, "/class")
+    client = app.test_client()
+    for path in ("/view", "/class"):
+        response = client.get(path, buffered=False)
+        assert body(response) == PING + b"data: 1\n\n" + END_FRAME
+        again = client.get(path, headers={"Last-Event-ID": "sse_sync:end"})
+        assert again.status_code == 204

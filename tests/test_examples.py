@@ -68,6 +68,15 @@ def test_resumable_example() -> None:
     assert [e.last_event_id for e in read("resumable", "/counter?lastEventId=5")] == ["6"]
 
 
+@pytest.mark.parametrize("sent", ["abc", "\u00b2", "-1", "1.5", "9" * 5000, "\u0661"])
+@pytest.mark.parametrize(
+    ("module", "path"), [("metadata", "/items/stream"), ("resumable", "/counter")]
+)
+def test_examples_start_over_on_ids_they_never_sent(module: str, path: str, sent: str) -> None:
+    """Any Last-Event-ID a client sends gets the stream from its start, never an error."""
+    assert [e.last_event_id for e in read(module, path, {"Last-Event-ID": sent}, 1)] == ["1"]
+
+
 def test_classic_example() -> None:
     """The wrapped classic generator streams the server time."""
     [event] = read("classic", "/stream", count=1)

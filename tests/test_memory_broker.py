@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import Flask
 
 # The shared contract's asserts get pytest's introspection too.
 pytest.register_assert_rewrite("tests.broker_contract")
 
-from sse_sync import MemoryBroker  # noqa: E402
+from sse_sync import SSE, MemoryBroker  # noqa: E402
 
 from .broker_contract import BrokerContract, MakeBroker, take  # noqa: E402
 
@@ -24,8 +25,8 @@ def make_broker() -> Iterator[MakeBroker]:
     """A factory of MemoryBrokers, closed afterwards."""
     made: list[MemoryBroker] = []
 
-    def make(history: int = 1000, max_pending: int | None = None) -> MemoryBroker:
-        broker = MemoryBroker(history, max_pending=max_pending)
+    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> MemoryBroker:
+        broker = MemoryBroker(history, max_pending=max_pending, **options)
         made.append(broker)
         return broker
 
@@ -199,3 +200,20 @@ def test_a_wake_up_that_brings_nothing_does_not_end_a_timed_read_early() -> None
         assert sub.read_events(0.5) is None
         assert time.monotonic() - start >= 0.45
         timer.join()
+
+
+def test_sse_max_event_size_configures_the_extension() -> None:
+    """SSE_MAX_EVENT_SIZE is the extension's broker's max_event_size; a bigger event raises."""
+    app = Flask(__name__)
+    app.config["SSE_MAX_EVENT_SIZE"] = 100
+    sse = SSE(app)
+    with app.app_context():
+        sse.publish("small", "x" * 50)
+        with pytest.raises(ValueError, match="at most 100 bytes"):
+            sse.publish("small", "x" * 100)
+    assert SSE(Flask(__name__)).broker.max_event_size == 1024 * 1024
+    redis_app = Flask(__name__)
+    redis_app.config.update(SSE_BROKER_URL="redis://localhost:1/0", SSE_MAX_EVENT_SIZE=10)
+    redis_sse = SSE(redis_app)  # creating a RedisBroker does no I/O
+    assert redis_sse.broker.max_event_size == 10
+    redis_sse.broker.close()

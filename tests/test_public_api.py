@@ -17,11 +17,14 @@ CONTRACT = {
     "RedisBroker",
     "SSE",
     "ServerSentEvent",
+    "StreamClosed",
     "Subscription",
     "event_stream_route",
     "last_event_id",
     "sse_response",
     "sse_view",
+    "stream_closed",
+    "wait_closed",
 }
 
 

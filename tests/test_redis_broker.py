@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -121,17 +121,168 @@ def test_one_reader_connection_for_many_subscribers(
     assert broker.stats() == {**broker.stats(), "subscribers": 0, "channels": 0}
 
 
-def test_reader_survives_a_redis_restart(make_broker: MakeBroker, redis_server: Any) -> None:
-    """After Redis restarts, the reader reconnects and the subscription keeps going."""
+def test_live_subscriber_gets_a_reset_when_redis_loses_the_stream(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """Redis restarted without persistence: a live subscriber gets a 'lost' reset, then live."""
     broker = make_broker(block=0.5)
     with broker.subscribe("r") as sub:
-        broker.publish("r", "before")
+        before = broker.publish("r", "before")
         assert datas(take(sub, 1)) == ["before"]
         redis_server.restart()
-        wait_until(lambda: broker.stats()["reconnects"] >= 1, timeout=10)
-        broker.publish("r", "after")
-        assert datas(take(sub, 1, timeout=15)) == ["after"]
-        assert not sub.overflowed
+        [reset] = take(sub, 1, timeout=15)
+        assert (reset.event, reset.id) == ("reset", None)
+        assert reset.data == {"channel": "r", "reason": "lost", "lastEventId": before}
+        after = broker.publish("r", "after")
+        assert [(e.data, e.id) for e in take(sub, 1)] == [("after", after)]
+        assert not sub.overflowed and broker.stats()["reconnects"] >= 1
+
+
+def test_a_channel_without_events_gets_a_reset_after_a_restart(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """From 0-0 nothing proves a restarted Redis kept what came since: a reset, then live."""
+    broker = make_broker(block=0.5)
+    with broker.subscribe("fresh") as sub:
+        assert sub.read_frames(0) is None
+        redis_server.restart()
+        [reset] = take(sub, 1, timeout=15)
+        assert reset.data == {"channel": "fresh", "reason": "lost", "lastEventId": "0-0"}
+        broker.publish("fresh", 1)
+        assert datas(take(sub, 1)) == [1]
+
+
+def test_loss_is_signalled_where_info_is_refused(redis_servers: Callable[..., Any]) -> None:
+    """Where INFO is disabled (as some hosted Redis do), streams work and a restart resets."""
+    server = redis_servers(args=("--rename-command", "INFO", ""))
+    broker = RedisBroker.from_url(server.url, block=0.5)
+    try:
+        with broker.subscribe("i") as sub:
+            first = broker.publish("i", 1)
+            assert datas(take(sub, 1)) == [1]
+            server.restart()
+            [reset] = take(sub, 1, timeout=15)
+            assert reset.data == {"channel": "i", "reason": "lost", "lastEventId": first}
+            broker.publish("i", 2)
+            assert datas(take(sub, 1)) == [2]
+    finally:
+        broker.close()
+
+
+def test_a_restart_with_aof_loses_nothing_and_resets_nothing(
+    redis_servers: Callable[..., Any],
+) -> None:
+    """With AOF (fsync always), kill -9 and a restart: live and resumed streams lose nothing."""
+    server = redis_servers(aof=True)
+    broker = RedisBroker.from_url(server.url, block=0.5)
+    try:
+        with broker.subscribe("aof") as sub:
+            ids = [broker.publish("aof", i) for i in range(5)]
+            assert datas(take(sub, 5)) == list(range(5))
+            server.kill()
+            server.start()
+            ids += [broker.publish("aof", i) for i in range(5, 10)]
+            assert [(e.data, e.id) for e in take(sub, 5, timeout=15)] == list(
+                zip(range(5, 10), ids[5:], strict=True)
+            )
+            assert quiet(sub)
+            assert broker.stats()["reconnects"] >= 1
+        with broker.subscribe("aof", last_event_id=ids[2]) as resumed:
+            assert datas(take(resumed, 7)) == list(range(3, 10))
+    finally:
+        broker.close()
+
+
+def test_resume_from_before_a_restart_resets_after_newer_events(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """An id from before a restart without persistence gets a reset, though newer ids exist."""
+    publisher = make_broker(prefix="gone:")
+    old = publisher.publish("g", "lost")
+    redis_server.restart()
+    publisher.publish("g", "new 1")
+    publisher.publish("g", "new 2")
+    follower = make_broker(prefix="gone:")
+    with follower.subscribe("g") as live:
+        live.read_frames(0)  # this process follows "g": its log covers the newer ids
+        for broker in (make_broker(prefix="gone:"), follower):
+            with broker.subscribe("g", last_event_id=old) as sub:
+                [reset] = take(sub, 1)
+                assert reset.data == {"channel": "g", "reason": "unknown", "lastEventId": old}
+                assert quiet(sub, 0.1)
+
+
+def test_an_id_between_entries_is_unknown(make_broker: MakeBroker, redis_server: Any) -> None:
+    """An id within a followed stream's range that is no entry of it gets a reset."""
+    broker = make_broker(prefix="between:")
+    with broker.subscribe("b") as live, _client(redis_server) as client:
+        live.read_frames(0)
+        client.xadd("between:b", {"data": "5"}, id="5-0")
+        client.xadd("between:b", {"data": "10"}, id="10-0")
+        assert datas(take(live, 2)) == [5, 10]
+        with broker.subscribe("b", last_event_id="7-0") as sub:
+            assert take(sub, 1)[0].data["reason"] == "unknown"
+        with broker.subscribe("b", last_event_id="5-0") as sub:
+            assert datas(take(sub, 1)) == [10]
+
+
+def test_a_reader_that_skipped_trimmed_entries_resets_its_subscribers(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """500 events added at once to a stream trimmed to 10: subscribers get a reset, not a gap."""
+    broker = make_broker(history=10, max_pending=5, prefix="jump:")
+    with broker.subscribe("j") as sub:
+        first = broker.publish("j", "first")
+        assert datas(take(sub, 1)) == ["first"]
+        with _client(redis_server) as client:
+            pipe = client.pipeline(transaction=True)
+            for i in range(500):
+                pipe.xadd("jump:j", {"data": str(i)}, maxlen=10, approximate=True)
+            pipe.execute()
+        [reset] = take(sub, 1)
+        assert reset.data == {"channel": "j", "reason": "expired", "lastEventId": first}
+        assert quiet(sub, 0.1)
+        broker.publish("j", "after")
+        assert datas(take(sub, 1)) == ["after"]
+
+
+def test_a_timed_out_publish_is_retried_without_a_duplicate(
+    make_broker: MakeBroker, redis_server: Any
+) -> None:
+    """Redis stopped mid-publish: TimeoutError, yet stored; a retry with its key adds nothing."""
+    import redis
+
+    broker = make_broker(timeout=0.5, prefix="stall:")
+    broker.publish("warm", 0, idempotency_key="warm-up")  # Redis has the script now
+    with broker.subscribe("s") as sub, _client(redis_server) as client:
+        sub.read_frames(0)
+        redis_server.pause()
+        try:
+            with pytest.raises(redis.TimeoutError):
+                broker.publish("s", "once", idempotency_key="order-1")
+        finally:
+            redis_server.resume()
+        wait_until(lambda: client.xlen("stall:s") == 1)  # stored, though publish() raised
+        [(stored, _)] = client.xrange("stall:s")
+        assert broker.publish("s", "once", idempotency_key="order-1") == stored.decode()
+        assert client.xlen("stall:s") == 1
+        assert [(e.data, e.id) for e in take(sub, 1)] == [("once", stored.decode())]
+        assert quiet(sub)
+
+
+def test_keyed_publish_is_atomic_under_concurrent_retries(make_broker: MakeBroker) -> None:
+    """Eight threads publishing with the same key at once store one event and agree on its id."""
+    broker = make_broker(prefix="race-key:")
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(broker.publish("k", 1, idempotency_key="x")))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(results) == 8 and len(set(results)) == 1
 
 
 def test_redis_down_at_first_read_ends_the_stream(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import sse_sync
 from sse_sync._event import PING, encode_item
 from sse_sync._runner import EventStream, Producer
 
@@ -483,3 +486,189 @@ def test_an_error_nobody_read_is_logged_at_close(caplog: pytest.LogCaptureFixtur
     [record] = caplog.records
     assert "never read" in str(record.exc_info[1])  # type: ignore[index]
     assert p.read_frames(1) == b""
+
+
+def _thread_names() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("sse_sync")]
+
+
+def test_a_source_that_never_yields_is_stopped_with_stream_closed() -> None:
+    """A poll loop that swallows Exception still stops: StreamClosed runs its finally, ends it."""
+    seen: list[str] = []
+
+    def gen() -> Iterator[str]:
+        try:
+            yield "polling"
+            while True:
+                try:
+                    time.sleep(0.05)
+                except Exception:
+                    seen.append("swallowed")
+        except sse_sync.StreamClosed:
+            seen.append("StreamClosed")
+            raise
+        finally:
+            seen.append("finally")
+
+    p = producer(gen(), close_timeout=0.2)
+    stream = EventStream(p, ping=None)
+    assert next(stream) == b'data: "polling"\n\n'
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 2  # close() waits close_timeout, not for the stop
+    wait_until(lambda: seen == ["StreamClosed", "finally"] and not p.running, timeout=5)
+    wait_until(lambda: not _thread_names(), timeout=5)
+
+
+def test_a_producer_blocked_in_c_is_reported_once_and_stops_when_unblocked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Producers blocked in a socket read log one warning naming the fix, and stop after it."""
+    finished: list[str] = []
+    pairs = [socket.socketpair() for _ in range(2)]
+
+    def gen(sock: socket.socket) -> Iterator[str]:
+        try:
+            yield "reading"
+            sock.recv(1)  # no timeout: Python cannot interrupt this
+            while True:
+                time.sleep(0.01)
+        finally:
+            finished.append("finally")
+
+    producers = [producer(gen(ours), close_timeout=0.05) for ours, _ in pairs]
+    streams = [EventStream(p, ping=None) for p in producers]
+    try:
+        with caplog.at_level(logging.WARNING, logger="sse_sync"):
+            for stream in streams:
+                assert next(stream) == b'data: "reading"\n\n'
+                started = time.monotonic()
+                stream.close()
+                assert time.monotonic() - started < 2
+            wait_until(lambda: "Python cannot interrupt" in caplog.text, timeout=10)
+            assert all(p.running for p in producers)
+            for _, theirs in pairs:
+                theirs.send(b"x")
+            wait_until(lambda: finished == ["finally", "finally"], timeout=5)
+            wait_until(lambda: not _thread_names(), timeout=5)
+        [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert "sse_sync.wait_closed()" in warning.getMessage()
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+def test_a_producer_ending_as_it_is_stopped_never_raises_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """StreamClosed fired while producers end on their own never escapes their source."""
+    escaped: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    finished: list[int] = []
+    ended: list[str] = []
+
+    def gen(n: int) -> Iterator[int]:
+        try:
+            yield n
+            deadline = time.perf_counter() + (n % 30) * 0.0005
+            while time.perf_counter() < deadline:  # ends about when close_timeout=0 runs out
+                pass
+            ended.append("returned")
+        except sse_sync.StreamClosed:
+            ended.append("StreamClosed")
+            raise
+        finally:
+            finished.append(n)
+
+    producers = []
+    for n in range(300):
+        p = producer(gen(n), close_timeout=0)
+        stream = EventStream(p, ping=None)
+        assert next(stream) == encode_item(n)
+        stream.close()
+        producers.append(p)
+    wait_until(lambda: not any(p.running for p in producers), timeout=20)
+    wait_until(lambda: not _thread_names(), timeout=5)
+    assert sorted(finished) == list(range(300))
+    assert escaped == []
+    assert set(ended) == {"returned", "StreamClosed"}  # both sides of the race were run
+
+
+@pytest.mark.parametrize("function", [sse_sync.stream_closed, lambda: sse_sync.wait_closed(1)])
+def test_looking_outside_a_source_is_an_error(function: Any) -> None:
+    """stream_closed() and wait_closed() outside a running source raise RuntimeError."""
+    with pytest.raises(RuntimeError, match="can only be used inside an event stream's source"):
+        function()
+
+
+@pytest.mark.parametrize("seconds", [-1, True, float("inf"), float("nan"), "1", None])
+def test_wait_closed_rejects_bad_seconds(seconds: Any) -> None:
+    """wait_closed() takes finite seconds >= 0 and says what it got."""
+    with pytest.raises(ValueError, match="Expected seconds to be finite seconds >= 0, got"):
+        sse_sync.wait_closed(seconds)
+
+
+def test_wait_closed_returns_as_soon_as_the_stream_closes() -> None:
+    """A source sleeping in wait_closed() sees the close at once; stream_closed() flips with it."""
+    seen: list[Any] = []
+
+    def gen() -> Iterator[bool]:
+        try:
+            yield sse_sync.stream_closed()
+            seen.append(sse_sync.wait_closed(0.01))
+            seen.append(sse_sync.wait_closed(30))
+            seen.append(sse_sync.stream_closed())
+            seen.append(sse_sync.wait_closed(30))
+        finally:
+            seen.append("finally")
+
+    p = producer(gen(), close_timeout=10)
+    stream = EventStream(p, ping=None)
+    assert next(stream) == b"data: false\n\n"
+    wait_until(lambda: seen == [False])
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 5
+    assert seen == [False, True, True, True, "finally"]
+    assert not p.running
+
+
+GEVENT_LOOKING = """
+from gevent import monkey; monkey.patch_all()
+import gevent, time
+import sse_sync
+from sse_sync._event import encode_item
+from sse_sync._runner import EventStream, Producer
+
+for runner in ("greenlet", "thread"):
+    seen = []
+    def gen():
+        try:
+            yield sse_sync.stream_closed()
+            seen.append(sse_sync.wait_closed(0.01))
+            seen.append(sse_sync.wait_closed(30))
+            seen.append(sse_sync.stream_closed())
+        finally:
+            seen.append("finally")
+    stream = EventStream(Producer(gen(), encode_item, runner=runner, close_timeout=10), ping=None)
+    assert next(stream) == b"data: false\\n\\n"
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        gevent.sleep(0.001)
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 5
+    # The wait returns; a greenlet may instead be killed in it (GreenletExit).
+    expected = [[False, True, True, "finally"]]
+    if runner == "greenlet":
+        expected.append([False, "finally"])
+    assert seen in expected, (runner, seen)
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_looking_from_a_greenlet_and_a_native_thread() -> None:
+    """Under gevent, stream_closed() and wait_closed() work on greenlets and runner='thread'."""
+    run_under_gevent(GEVENT_LOOKING)

@@ -30,6 +30,15 @@ def ended_with_retry_hint(client: Client) -> bool:
     )
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still exists (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def all_done(fleet: Fleet) -> Callable[[], bool]:
     return lambda: all(c.ended or c.closed for c in fleet.clients)
 
@@ -76,6 +85,9 @@ def test_sighup_ends_the_old_workers_streams(live_server: Callable[..., LiveServ
     assert all(ended_with_retry_hint(c) for c in fleet.clients), fleet.summary()
     assert elapsed < 5.0
     wait_until(lambda: server.state()["pid"] != old_pid, timeout=20)
+    # The old worker accepts connections until it has closed its listener (gunicorn's gevent
+    # worker looks at its `alive` flag once a second): wait until it is gone.
+    wait_until(lambda: not _running(old_pid), timeout=20)
     assert server.process.poll() is None
     with Fleet(server.port, "/stream?channel=h") as again:  # the new worker serves streams
         wait_until(lambda: server.state()["subscribers"] == 1, timeout=20)

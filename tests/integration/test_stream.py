@@ -62,8 +62,11 @@ def test_no_pings_when_disabled(server: LiveServer) -> None:
     assert b"ping" not in client.buffer
 
 
-def _disconnect_runs_finally(server: LiveServer, tag: str, query: str) -> None:
-    client = StreamClient(server.port, f"/tracked/{tag}?{query}", headers={"X-User": "bo"})
+def _disconnect_runs_finally(
+    server: LiveServer, tag: str, query: str, headers: dict[str, str] | None = None
+) -> None:
+    headers = {"X-User": "bo", **(headers or {})}
+    client = StreamClient(server.port, f"/tracked/{tag}?{query}", headers=headers)
     client.read_until(lambda b: b'id: 1\ndata: {"n":1,"user":"bo"}\n\n' in b)
     assert tag not in server.state()["finally_ran"]
     client.close()
@@ -78,6 +81,13 @@ def test_disconnect_runs_generator_finally(server: LiveServer) -> None:
 def test_disconnect_of_idle_stream_is_noticed(server: LiveServer) -> None:
     """A client leaving an idle stream (no writes, pings far away) is noticed from the socket."""
     _disconnect_runs_finally(server, f"idle-{server.port}", "sleep=0.2&ping=60")
+
+
+@pytest.mark.gevent
+def test_a_version_header_does_not_pass_for_http2(live_server: Callable[..., LiveServer]) -> None:
+    """An HTTP/1.1 client sending "Version: 2" is still watched: its idle disconnect is seen."""
+    server = live_server("gevent")
+    _disconnect_runs_finally(server, "v2", "sleep=30&ping=60", {"Version": "2"})
 
 
 @pytest.mark.gevent

@@ -13,10 +13,13 @@ from sse_sync import (
     EventStreamResponse,
     EventStreamView,
     ServerSentEvent,
+    StreamClosed,
     event_stream_route,
     last_event_id,
     sse_response,
     sse_view,
+    stream_closed,
+    wait_closed,
 )
 
 app = Flask(__name__)
@@ -57,6 +60,15 @@ def plain() -> Iterator[int]:
     yield 1
 
 
+@app.get("/starlette")
+@sse_view(items="sse-starlette")
+def starlette() -> Iterator[dict[str, object]]:
+    yield {"data": 1, "event": "n"}
+
+
+frames: EventStreamResponse = sse_response(iter(["data: x\n\n"]), items="default")
+
+
 response: Response = ticks()
 frame: bytes = ServerSentEvent(raw_data="x").encode()
 maybe_id: str | None = last_event_id({"HTTP_LAST_EVENT_ID": "1"})
@@ -65,13 +77,29 @@ maybe_id: str | None = last_event_id({"HTTP_LAST_EVENT_ID": "1"})
 class Stream(EventStreamView):
     schema = Item
     ping = 2.0
+    retry = 5000
+    items = "fastapi-views"
 
     def events(self, **view_args: object) -> Iterator[Item]:
         yield Item(name="a", price=1)
 
-    @event_stream_route("/more")
-    def more(self) -> Iterator[int]:
-        yield 2
+    def event_id(self, item: object) -> str | None:
+        return None
+
+    @event_stream_route("/more", schema=int)
+    def more(self, count: int = 1) -> Iterator[int]:
+        yield count
 
 
 Stream.register(app, "/stream")
+
+
+@app.get("/polling")
+@sse_view
+def polling() -> Iterator[int]:
+    try:
+        while not wait_closed(0.5):
+            if not stream_closed():
+                yield 1
+    except StreamClosed:
+        raise

@@ -20,8 +20,14 @@ from sse_sync import (
 )
 
 app = Flask(__name__)
-redis_broker = RedisBroker.from_url("redis://localhost:6379/0", history=10_000, max_pending=500)
-memory_broker: Broker = MemoryBroker(1000, max_pending=100)
+redis_broker = RedisBroker.from_url(
+    "redis://localhost:6379/0",
+    history=10_000,
+    max_pending=500,
+    max_event_size=64 * 1024,
+    idempotency_window=60.0,
+)
+memory_broker: Broker = MemoryBroker(1000, max_pending=100, max_event_size=4096)
 
 
 class Price(BaseModel):
@@ -32,7 +38,7 @@ class Price(BaseModel):
 @app.post("/prices")
 def publish() -> tuple[str, int]:
     event_id: str = redis_broker.publish("prices", Price(symbol="A", price=1.0), event="price")
-    memory_broker.publish("prices", raw_data=event_id, retry=1000)
+    memory_broker.publish("prices", raw_data=event_id, retry=1000, idempotency_key=event_id)
     return "", 204
 
 

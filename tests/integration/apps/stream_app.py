@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request, session, stream_with_context
 
-from sse_sync import ServerSentEvent, sse_response
+from sse_sync import ServerSentEvent, sse_response, stream_closed, wait_closed
 from tests.integration.apps import server_watchdog
 
 server_watchdog.start()
@@ -170,6 +170,56 @@ def error() -> Any:
     return sse_response(gen(), ping=None)
 
 
+@app.get("/poll/<tag>")
+def poll(tag: str) -> Any:
+    """Yields once, then polls with time.sleep and never yields again; records how it stopped."""
+
+    def gen() -> Iterator[Any]:
+        _enter(tag)
+        how = "returned"
+        try:
+            yield ServerSentEvent(data="polling")
+            while True:
+                try:
+                    time.sleep(0.2)
+                except Exception:  # careless code: StreamClosed is no Exception, it goes through
+                    pass
+        except BaseException as exc:
+            how = type(exc).__name__
+            raise
+        finally:
+            _leave(f"{tag}:{how}")
+
+    return sse_response(gen())
+
+
+@app.get("/cooperative/<tag>")
+def cooperative(tag: str) -> Any:
+    """Yields once, then waits with wait_closed() (``look=check``: polls stream_closed())."""
+    look = request.args.get("look", "wait")
+    runner = request.args.get("runner", "auto")
+
+    def gen() -> Iterator[Any]:
+        _enter(tag)
+        how = "returned"
+        try:
+            yield ServerSentEvent(data=stream_closed())
+            if look == "check":
+                while not stream_closed():
+                    time.sleep(0.05)
+            else:
+                while not wait_closed(30):
+                    pass
+            how = "saw it closed"
+        except BaseException as exc:
+            how = type(exc).__name__
+            raise
+        finally:
+            _leave(f"{tag}:{how}")
+
+    return sse_response(gen(), runner=runner)  # type: ignore[arg-type]
+
+
 @app.get("/state")
 def state() -> Any:
     greenlets = producers = 0
@@ -182,7 +232,8 @@ def state() -> Any:
                 producers += getattr(o._run, "__qualname__", "") == "Producer._run"
     except ImportError:
         pass
-    producers += sum(t.name == "sse_sync-producer" for t in threading.enumerate())
+    threads = threading.enumerate()
+    producers += sum(t.name == "sse_sync-producer" for t in threads)
     with _lock:
         return jsonify(
             finally_ran=list(_state["finally"]),
@@ -190,6 +241,9 @@ def state() -> Any:
             max_active=_state["max_active"],
             off_main_thread=_state["native"],
             threads=threading.active_count(),
+            # Not gunicorn gthread's pool, which grows up to --threads and keeps its threads.
+            threads_off_pool=sum(not t.name.startswith("ThreadPoolExecutor") for t in threads),
+            sse_sync_threads=sum(t.name.startswith("sse_sync") for t in threads),
             greenlets=greenlets,
             producers=producers,
         )
