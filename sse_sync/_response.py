@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ from werkzeug.wrappers import Response
 from ._cors import CORS, add_to_flask_response
 from ._event import ServerSentEvent
 from ._items import ItemRules, check_items, item_encoder
+from ._logging import logger
 from ._request import END_ID, reconnects_after_end
 from ._runner import OPEN_TIMEOUT, EventStream, FrameSource, Producer, RunnerKind
 
@@ -33,7 +36,39 @@ _DEFAULT_HEADERS = (
     ("Cache-Control", "no-cache"),
     # nginx buffers proxied responses unless told not to, which would hold events back.
     ("X-Accel-Buffering", "no"),
+    # A compressor holds events back in its buffer until it is full (none flushes per event).
+    # Compressors leave alone a response that already has a Content-Encoding (Flask-Compress,
+    # Django-style and after_request gzip layers, nginx's gzip); "identity" names no coding at
+    # all (RFC 9110, 12.5.3), so clients read the body as it is.
+    ("Content-Encoding", "identity"),
 )
+
+
+_body_replaced_warned = False
+
+
+def _check_body(response: weakref.ref[Response], stream: EventStream) -> None:
+    """Warn, once per process, when ``stream`` is iterated but is no longer the response's body.
+
+    Then another layer (an ``after_request`` hook, an extension such as Flask-Compress) put its
+    own body in its place and iterates the stream from there: the server writes what that
+    layer yields, when it yields. Nothing is looked at once the response is gone: a server
+    that iterates the stream itself holds no reference to the response.
+    """
+    global _body_replaced_warned
+    owner = response()
+    if owner is None or owner.response is stream or _body_replaced_warned:
+        return
+    _body_replaced_warned = True
+    logger.warning(
+        "Another layer replaced the body of an event stream's response (its body is now %r, "
+        "its Content-Encoding %r): events reach the client only as that layer passes them on, "
+        "a compressor holds them in its buffer, and the stream may outlive its client. Keep "
+        "event streams out of that layer; compressors skip them while their "
+        "'Content-Encoding: identity' header is left in place.",
+        owner.response,
+        owner.headers.get("Content-Encoding"),
+    )
 
 
 def _active_flask() -> Any:
@@ -295,6 +330,7 @@ class EventStreamResponse(Response):
         # Outside Flask the Origin is known only when the response is called.
         self._cors = None if flask is not None else cors
         super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
+        stream.on_iter = functools.partial(_check_body, weakref.ref(self))
         if flask is not None:
             if cors is not None:
                 add_to_flask_response(cors)

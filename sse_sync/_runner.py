@@ -38,7 +38,8 @@ Invariants, and why they hold:
    instead of a 200; anywhere else the stream logs it with its traceback, once, and ends
    cleanly. A source that raises once ``close()`` was called is logged on the producer.
 5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
-   the server exposes the connection's socket, an idle stream polls it (at most every
+   we find the connection's socket (gunicorn and Werkzeug put it in the environ; under gevent's
+   pywsgi it is the one ``wsgi.input`` reads from), an idle stream polls it (at most every
    ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
    It does not look when a ping is due: the ping's write fails instead (at the latest the
    second one, as the first may still reach the kernel's buffer).
@@ -861,8 +862,26 @@ def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
     # SERVER_PROTOCOL, not HTTP_VERSION: any client can send a "Version: 2" header.
     if str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/2"):
         return None
-    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    sock = (
+        environ.get("gunicorn.socket")
+        or environ.get("werkzeug.socket")
+        or _socket_under_input(environ.get("wsgi.input"))
+    )
     return sock if _CAN_POLL and hasattr(sock, "fileno") else None
+
+
+def _socket_under_input(wsgi_input: object) -> socket.socket | None:
+    """The socket that ``wsgi.input`` reads from, for servers that put no socket in the environ.
+
+    gevent's pywsgi is one: its ``wsgi.input`` (``gevent.pywsgi.Input``) reads from ``rfile``,
+    the connection's ``sock.makefile("rb")``, a buffered reader over a ``socket.SocketIO``.
+    ``SocketIO`` keeps its socket as ``_sock`` (CPython's socket.py, unchanged since 3.0);
+    nothing public leads there. Only a ``SocketIO`` is followed, so another server's
+    ``wsgi.input`` (or a future pywsgi) gives ``None``: the stream then finds a disconnect
+    by its pings, as before.
+    """
+    raw = getattr(getattr(wsgi_input, "rfile", None), "raw", None)
+    return getattr(raw, "_sock", None) if isinstance(raw, socket_module.SocketIO) else None
 
 
 _PEEK = socket_module.MSG_PEEK | getattr(socket_module, "MSG_DONTWAIT", 0)
@@ -923,6 +942,67 @@ def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
     )
 
 
+#: A gthread worker warns once its open streams hold this fraction of its threads.
+_THREADS_WARN_AT = 0.8
+
+
+class _ThreadBudget:
+    """The open streams of a gunicorn gthread worker, against its ``--threads``.
+
+    Each stream holds one of the worker's threads for its whole life (and a producer thread
+    of its own). Once they are all taken, the worker accepts new connections but serves none:
+    new clients get no bytes and every other request (a health check) hangs, with nothing
+    logged. This warns once, when the streams hold ``_THREADS_WARN_AT`` of the threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._warned = False
+        self._threads: tuple[int, int | None] = (0, None)  # (pid, the worker's threads)
+
+    def threads(self) -> int | None:
+        """This process's gthread worker's ``--threads``; ``None`` under any other server."""
+        pid, threads = self._threads
+        if pid != os.getpid():
+            worker_pid, worker = _gunicorn
+            threads = None
+            if worker_pid == os.getpid() and worker is not None:
+                mro = type(worker).__mro__
+                if any(cls.__module__ == "gunicorn.workers.gthread" for cls in mro):
+                    value = getattr(getattr(worker, "cfg", None), "threads", None)
+                    threads = value if isinstance(value, int) and value > 0 else None
+            self._threads = (os.getpid(), threads)
+        return threads
+
+    def take(self, threads: int) -> None:
+        """Count one more open stream; warn once when the streams near ``threads``."""
+        with self._lock:
+            self._open += 1
+            count = self._open
+            warn = not self._warned and count >= max(1, int(threads * _THREADS_WARN_AT))
+            self._warned = self._warned or warn
+        if warn:
+            logger.warning(
+                "%d event streams are open on this gunicorn gthread worker, which has %d "
+                "threads (--threads): each stream holds one of them for as long as it is "
+                "open (a generator's stream also a producer thread of its own), and once all "
+                "are taken new clients get no bytes and other requests hang. Raise --threads "
+                "above the streams one worker must hold, or serve with 'gunicorn -k gevent' "
+                "(pip install 'sse_sync[gevent]').",
+                count,
+                threads,
+            )
+
+    def give_back(self) -> None:
+        """Count one stream less."""
+        with self._lock:
+            self._open -= 1
+
+
+_thread_budget = _ThreadBudget()
+
+
 class EventStream:
     """The WSGI app iterable of an event stream: bytes from a :class:`FrameSource`, plus pings.
 
@@ -970,6 +1050,10 @@ class EventStream:
         self._open_at: float | None = None
         self._opened_with: bytes | None = None  # frames open() read, for the first next()
         self._ending: str | None = None  # "drain", "lifetime" or "end" once the last frame went out
+        self._holds_thread = False  # counted in _thread_budget (gthread) until closed
+        #: Called with this stream when an iteration of it starts, then forgotten: the response
+        #: looks there whether it still is its body (see ``EventStreamResponse``).
+        self.on_iter: Callable[[EventStream], None] | None = None
 
     def bind(self, environ: dict[str, Any]) -> None:
         """Learn the connection's socket from the WSGI ``environ``, where the server exposes it."""
@@ -980,6 +1064,10 @@ class EventStream:
         route_records(environ)
         _warn_if_sync_worker(environ)
         _find_gunicorn_worker(environ)
+        threads = _thread_budget.threads()
+        if threads is not None and not self._holds_thread:
+            self._holds_thread = True
+            _thread_budget.take(threads)
         # A broker subscription can cut off a client that stopped reading: it needs the socket.
         attach = getattr(self.source, "attach_socket", None)
         if self._socket is not None and callable(attach):
@@ -1006,6 +1094,10 @@ class EventStream:
             self._opened_with = frames
 
     def __iter__(self) -> Iterator[bytes]:
+        on_iter = self.on_iter
+        if on_iter is not None:
+            self.on_iter = None
+            on_iter(self)
         return self
 
     def __next__(self) -> bytes:
@@ -1106,13 +1198,21 @@ class EventStream:
         """Stop the stream and its source (PEP 3333: the server calls this); idempotent."""
         if not self._closed:
             self._closed = True
+            self._give_back_thread()
             self.source.close()
+
+    def _give_back_thread(self) -> None:
+        if self._holds_thread:
+            self._holds_thread = False
+            _thread_budget.give_back()
 
     def __del__(self) -> None:
         # A stream opened in a view but never sent (the view returned another response, an
         # after_request hook raised): no server will close it, and its producer would wait
         # for a reader forever. Only ask it to stop: a finalizer must not block.
         # (getattr: the constructor may have raised before setting it.)
+        if getattr(self, "_holds_thread", False):
+            self._give_back_thread()  # a layer between the server and us dropped close()
         source = getattr(self, "source", None)
         if isinstance(source, Producer) and self._open_at is not None and not self._closed:
             self._closed = True

@@ -29,6 +29,7 @@ SERVERS: dict[str, list[str]] = {
     "gthread": ["-m", "gunicorn", "-k", "gthread", "--threads", "50"],
     "sync": ["-m", "gunicorn", "-k", "sync"],
     "werkzeug": [str(APPS / "serve_werkzeug.py")],
+    "pywsgi": [str(APPS / "serve_pywsgi.py")],
 }
 
 
@@ -103,7 +104,8 @@ def start_server(
     Returns once the app answers ``ready_path``.
     """
     args = [sys.executable, *SERVERS[kind]]
-    if kind != "werkzeug":
+    gunicorn = SERVERS[kind][:2] == ["-m", "gunicorn"]
+    if gunicorn:
         args += ["--bind", "127.0.0.1:0", "--workers", str(workers), "--graceful-timeout", "5"]
         args += ["--timeout", "120"]
     args += [*(extra_args or []), app]
@@ -112,7 +114,7 @@ def start_server(
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
         "SSE_SYNC_TEST_PARENT": str(os.getpid()),
-        "SSE_SYNC_TEST_KIND": "gunicorn" if kind != "werkzeug" else kind,
+        "SSE_SYNC_TEST_KIND": "gunicorn" if gunicorn else kind,
         **(env or {}),
     }
     process = subprocess.Popen(
