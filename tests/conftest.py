@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -250,3 +251,51 @@ def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 def redis_server(redis_servers: Callable[..., Any]) -> Any:
     """A private ``redis-server`` on a free port (a ``tests.redis_server.RedisServer``)."""
     return redis_servers()
+
+
+# -- headless Chromium (Debian's), driven by playwright ---------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+#: How the tests launch Chromium: headless, quiet, no sandbox (tests run as root in CI).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # The HTTP/2 tests serve a self-signed certificate: without this, Chromium's first
+    # handshake fails before the page's context (ignore_https_errors) takes over.
+    "--ignore-certificate-errors",
+]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def chromium_or_skip() -> str:
+    """The path of Debian's Chromium, or skip (fail with SSE_SYNC_REQUIRE_BROWSER=1)."""
+    if Path(CHROMIUM).exists() and shutil.which("chromium"):
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return CHROMIUM
+    reason = "needs Debian's chromium at /usr/bin/chromium and the playwright package"
+    if os.environ.get("SSE_SYNC_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"SSE_SYNC_REQUIRE_BROWSER=1 but the browser is missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by playwright."""
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import LiveServer, start_server
-from .integration.test_browser import ARTIFACTS, browser  # noqa: F401  (the fixture)
+from .conftest import ARTIFACTS, LiveServer, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -21,7 +20,7 @@ def example() -> Iterator[LiveServer]:
     server.stop()
 
 
-def test_swagger_ui_shows_the_event_schemas(browser: Any, example: LiveServer) -> None:  # noqa: F811
+def test_swagger_ui_shows_the_event_schemas(browser: Any, example: LiveServer) -> None:
     """Swagger UI, served offline, shows each stream's events: names, data models, fields."""
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
     page.set_default_timeout(20_000)

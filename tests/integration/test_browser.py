@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..conftest import ROOT, LiveServer, start_server
+from ..conftest import ARTIFACTS, LiveServer, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-#: How the tests launch Chromium: headless, quiet, no sandbox (tests run as root in CI).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "tests" / "artifacts"
 
 # What the page must show for /stream/samples: exactly what was sent (every line break as LF).
 EXPECTED_SAMPLES = [
@@ -41,20 +26,6 @@ EXPECTED_SAMPLES = [
 ]
 
 
-def _browser_or_skip() -> str:
-    if Path(CHROMIUM).exists() and shutil.which("chromium"):
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            return CHROMIUM
-    reason = "needs Debian's chromium at /usr/bin/chromium and the playwright package"
-    if os.environ.get("SSE_SYNC_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"SSE_SYNC_REQUIRE_BROWSER=1 but the browser is missing: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def demo() -> Iterator[LiveServer]:
     """The README's demo under gunicorn with one gevent worker, ticking every 0.2 s."""
@@ -66,20 +37,6 @@ def demo() -> Iterator[LiveServer]:
     )
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's), driven by playwright."""
-    executable = _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

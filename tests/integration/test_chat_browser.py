@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import LiveServer, start_server, wait_until
-from .test_browser import ARTIFACTS, browser  # noqa: F401  (the Chromium fixture)
+from ..conftest import ARTIFACTS, LiveServer, start_server, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -67,7 +66,7 @@ def _closed_after(server: LiveServer, call_id: int, since: float) -> dict[str, A
 
 
 def test_tokens_stream_into_the_page_and_stop_closes_the_upstream(
-    browser: Any,  # noqa: F811
+    browser: Any,
     chat: LiveServer,
     request: pytest.FixtureRequest,
 ) -> None:
@@ -93,7 +92,7 @@ def test_tokens_stream_into_the_page_and_stop_closes_the_upstream(
         page.close()
 
 
-def test_closing_the_tab_closes_the_upstream(browser: Any, chat: LiveServer) -> None:  # noqa: F811
+def test_closing_the_tab_closes_the_upstream(browser: Any, chat: LiveServer) -> None:
     """Closing the tab mid-answer closes the upstream within a second."""
     page, call = _ask(browser, chat, "Goodbye")
     since = time.time()

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from ..conftest import LiveServer, start_server
-from .test_browser import browser  # noqa: F401  (the headless Chromium fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
 
@@ -65,7 +64,7 @@ def servers() -> Iterator[tuple[LiveServer, LiveServer]]:
 
 
 @pytest.fixture(scope="module")
-def context(browser: Any, servers: tuple[LiveServer, LiveServer]) -> Iterator[Any]:  # noqa: F811
+def context(browser: Any, servers: tuple[LiveServer, LiveServer]) -> Iterator[Any]:
     """A browser context with a session cookie for 127.0.0.1, the host of both servers."""
     context = browser.new_context()
     context.add_cookies([{"name": "session", "value": "ann", "url": servers[1].url}])

@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 
-from ..conftest import LiveServer, StreamClient, start_server, wait_until
-from .test_browser import CHROMIUM_ARGS, _browser_or_skip
+from ..conftest import (
+    LiveServer,
+    StreamClient,
+    start_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -111,23 +115,16 @@ _KEEP_OPEN = """(url) => {
 
 
 @pytest.fixture(scope="module")
-def browser_page() -> Iterator[tuple[Any, LiveServer]]:
-    """Headless Chromium with a page of the errors app under gunicorn's gevent worker."""
-    executable = _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
+def browser_page(browser: Any) -> Iterator[tuple[Any, LiveServer]]:
+    """A page of the errors app under gunicorn's gevent worker, in headless Chromium."""
     live = start_server("gevent", ERRORS_APP)
+    page = browser.new_page()
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(20_000)
-                page.goto(live.url + "/")
-                yield page, live
-            finally:
-                browser.close()
+        page.set_default_timeout(20_000)
+        page.goto(live.url + "/")
+        yield page, live
     finally:
+        page.close()
         live.stop()
 
 

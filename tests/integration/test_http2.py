@@ -27,9 +27,15 @@ import pytest
 
 from sse_sync._event import encode_item
 
-from ..conftest import ROOT, STREAM_APP, LiveServer, StreamClient, start_server, wait_until
+from ..conftest import (
+    ROOT,
+    STREAM_APP,
+    LiveServer,
+    StreamClient,
+    start_server,
+    wait_until,
+)
 from .apps.stream_app import FRAMES
-from .test_browser import _browser_or_skip
 
 pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
 
@@ -164,26 +170,9 @@ def h2_server(certificate: tuple[Path, Path]) -> Iterator[LiveServer]:
     assert "Traceback" not in server.log, server.log
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Headless Chromium (Debian's), driven by playwright."""
-    executable = _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--ignore-certificate-errors"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def open_page(chromium: Any, url: str) -> Any:
+def open_page(browser: Any, url: str) -> Any:
     """A page at ``url``, in a context that accepts the self-signed certificate."""
-    context = chromium.new_context(ignore_https_errors=True)
+    context = browser.new_context(ignore_https_errors=True)
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.goto(url + "/")
@@ -223,10 +212,10 @@ def ten_streams_over_one_connection(page: Any, state: Callable[[], Any]) -> tupl
 
 
 def test_ten_event_sources_stream_over_one_h2_connection(
-    chromium: Any, h2_server: LiveServer
+    browser: Any, h2_server: LiveServer
 ) -> None:
     """10 EventSources on one HTTP/2 connection all stream, and each closed one ends promptly."""
-    page = open_page(chromium, f"https://127.0.0.1:{h2_server.port}")
+    page = open_page(browser, f"https://127.0.0.1:{h2_server.port}")
     try:
         elapsed, tags = ten_streams_over_one_connection(
             page, lambda: https_json(h2_server.port, "/state")
@@ -240,10 +229,10 @@ def test_ten_event_sources_stream_over_one_h2_connection(
     assert elapsed < 2.0
 
 
-def test_closed_idle_h2_stream_runs_finally(chromium: Any, h2_server: LiveServer) -> None:
+def test_closed_idle_h2_stream_runs_finally(browser: Any, h2_server: LiveServer) -> None:
     """Closing an EventSource whose stream writes nothing (no pings) runs its finally at once."""
     run = next(_tags)
-    page = open_page(chromium, f"https://127.0.0.1:{h2_server.port}")
+    page = open_page(browser, f"https://127.0.0.1:{h2_server.port}")
     try:
         # Each source sleeps 60 s after its first event, and sends no ping meanwhile.
         page.evaluate(_OPEN, [f"/tracked/quiet{run}-{{i}}?sleep=60&ping=none", 3, "", 0])
@@ -265,11 +254,11 @@ def test_closed_idle_h2_stream_runs_finally(chromium: Any, h2_server: LiveServer
 
 
 def test_sigterm_ends_h2_streams_within_seconds(
-    chromium: Any, certificate: tuple[Path, Path]
+    browser: Any, certificate: tuple[Path, Path]
 ) -> None:
     """SIGTERM with HTTP/2 streams open: gunicorn exits within seconds, without a traceback."""
     server = start_tls_gunicorn(certificate, "--graceful-timeout", "60")
-    page = open_page(chromium, f"https://127.0.0.1:{server.port}")
+    page = open_page(browser, f"https://127.0.0.1:{server.port}")
     try:
         page.evaluate(_OPEN, ["/tracked/drain{i}?sleep=0.2", 5, "", 0])
         page.wait_for_function("window.h2.messages.every(n => n >= 2)")
@@ -550,11 +539,11 @@ def nginx_h2(
 
 
 def test_ten_event_sources_through_nginx_terminating_h2(
-    chromium: Any, nginx_h2: tuple[int, LiveServer]
+    browser: Any, nginx_h2: tuple[int, LiveServer]
 ) -> None:
     """Behind nginx (HTTP/2 to the browser, HTTP/1.1 to gunicorn) 10 EventSources all stream."""
     port, upstream = nginx_h2
-    page = open_page(chromium, f"https://127.0.0.1:{port}")
+    page = open_page(browser, f"https://127.0.0.1:{port}")
     try:
         elapsed, tags = ten_streams_over_one_connection(page, upstream.state)
     finally:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from ..conftest import LiveServer, start_server
-from .test_browser import browser  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
 
@@ -88,7 +87,7 @@ def peers_server() -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, peers_server: LiveServer) -> Iterator[Any]:  # noqa: F811
+def page(browser: Any, peers_server: LiveServer) -> Iterator[Any]:
     """A blank page on the tutorials' server."""
     page = browser.new_page()
     page.set_default_timeout(20_000)
