@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,7 +23,9 @@ from sse_sync._check import (
     split_frames,
 )
 
-from .conftest import ROOT, LiveServer, start_server, wait_until
+from .conftest import ROOT, LiveServer, start_server
+from .nginx import Nginx
+from .redis_server import free_port
 
 CHECK_APP = "tests.integration.apps.check_app:app"
 URL = "http://example.test/stream"
@@ -319,9 +319,7 @@ def test_cli_without_httpx_names_the_extra() -> None:
 
 def test_cli_connection_refused() -> None:
     """Nothing listening: one connect finding, exit code 1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     result = run_cli("check", f"http://127.0.0.1:{port}/events", "--json", "--duration", "2")
     assert result.returncode == 1
     findings = json.loads(result.stdout)["findings"]
@@ -339,25 +337,12 @@ def app_server() -> Iterator[LiveServer]:
     live.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Nginx:
-    """nginx in the foreground, one process, with its config, pid, logs and temp files in a dir."""
+class Proxy(Nginx):
+    """nginx proxying ``/`` to the check app on ``upstream``, with ``location``'s directives."""
 
     def __init__(self, directory: Path, upstream: int, location: str, tls: bool = False) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists():
-            pytest.fail("nginx not found: install it (apt-get install nginx; .ci/run does)")
-        self.port = _free_port()
-        temp = "\n".join(
-            f"{kind}_temp_path {directory / kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        listen = f"127.0.0.1:{self.port}"
+        port = free_port()
+        listen = f"127.0.0.1:{port}"
         self.scheme = "http"
         self.ca: Path | None = None
         if tls:
@@ -370,83 +355,33 @@ class Nginx:
             listen += f" ssl http2; ssl_certificate {directory / 'cert.pem'}"
             listen += f"; ssl_certificate_key {directory / 'cert.pem'}"
             self.scheme = "https"
-        config = directory / "nginx.conf"
-        config.write_text(
-            textwrap.dedent(
-                f"""\
-                daemon off;
-                master_process off;
-                worker_processes 1;
-                pid {directory / "nginx.pid"};
-                error_log {directory / "error.log"} info;
-                events {{ worker_connections 64; }}
-                http {{
-                    access_log off;
-                    {temp}
-                    server {{
-                        listen {listen};
-                        location / {{
-                            proxy_pass http://127.0.0.1:{upstream};
-                            {location}
-                        }}
-                    }}
+        server = textwrap.dedent(
+            f"""\
+            server {{
+                listen {listen};
+                location / {{
+                    proxy_pass http://127.0.0.1:{upstream};
+                    {location}
                 }}
-                """
-            )
+            }}
+            """
         )
-        # util-linux's setpriv makes the kernel stop nginx when the test process dies, even
-        # killed: nginx never outlives the tests.
-        self.process = subprocess.Popen(
-            [
-                "setpriv",
-                "--pdeathsig",
-                "TERM",
-                binary,
-                "-p",
-                str(directory),
-                "-c",
-                str(config),
-                "-e",
-                str(directory / "error.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.error_log = directory / "error.log"
-        wait_until(self._ready, timeout=10)
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            log = self.error_log.read_text() if self.error_log.exists() else ""
-            pytest.fail(f"nginx exited with {self.process.returncode}:\n{log}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        super().__init__(directory, port, server)
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
 
 @pytest.fixture
-def nginx(tmp_path: Path, app_server: LiveServer) -> Iterator[Callable[..., Nginx]]:
+def nginx(tmp_path: Path, app_server: LiveServer) -> Iterator[Callable[..., Proxy]]:
     """A factory of nginx proxies to the check app, each with its own location config."""
-    started: list[Nginx] = []
+    started: list[Proxy] = []
 
-    def factory(location: str, tls: bool = False) -> Nginx:
+    def factory(location: str, tls: bool = False) -> Proxy:
         directory = tmp_path / f"nginx{len(started)}"
         directory.mkdir()
-        proxy = Nginx(directory, app_server.port, location, tls)
+        proxy = Proxy(directory, app_server.port, location, tls)
         started.append(proxy)
         return proxy
 
@@ -504,7 +439,7 @@ def test_healthy_server_passes(live_server: Callable[..., LiveServer], kind: str
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_recommended_nginx_config_passes(nginx: Callable[..., Nginx]) -> None:
+def test_recommended_nginx_config_passes(nginx: Callable[..., Proxy]) -> None:
     """Behind nginx configured as docs/nginx.conf says, the stream passes every check."""
     proxy = nginx(recommended())
     code, findings = check(
@@ -516,7 +451,7 @@ def test_recommended_nginx_config_passes(nginx: Callable[..., Nginx]) -> None:
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_http2_is_reported_when_negotiated(nginx: Callable[..., Nginx]) -> None:
+def test_http2_is_reported_when_negotiated(nginx: Callable[..., Proxy]) -> None:
     """Over TLS with h2 installed, HTTP/2 is offered and reported when nginx speaks it."""
     proxy = nginx(recommended(), tls=True)
     code, findings = check(
@@ -534,7 +469,7 @@ def test_http2_is_reported_when_negotiated(nginx: Callable[..., Nginx]) -> None:
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[..., Nginx]) -> None:
+def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[..., Proxy]) -> None:
     """nginx buffering an HTTP/1.0 upstream (4 KiB at a time) fails the buffering check."""
     proxy = nginx("proxy_buffering on;\nproxy_ignore_headers X-Accel-Buffering;")
     # ~2 KiB/s of events: nginx forwards its 4 KiB buffer every ~2 s, cutting frames in two.
@@ -552,7 +487,7 @@ def test_nginx_with_buffering_forced_on_is_reported(nginx: Callable[..., Nginx])
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_nginx_gzip_is_reported(nginx: Callable[..., Nginx]) -> None:
+def test_nginx_gzip_is_reported(nginx: Callable[..., Proxy]) -> None:
     """nginx compressing text/event-stream fails the compression check; events still arrive."""
     # nginx's gzip leaves alone a response with a Content-Encoding: drop the app's first.
     proxy = nginx(
@@ -572,7 +507,7 @@ def test_nginx_gzip_is_reported(nginx: Callable[..., Nginx]) -> None:
 
 @pytest.mark.integration
 @pytest.mark.gevent
-def test_nginx_buffering_and_gzip_hold_the_headers(nginx: Callable[..., Nginx]) -> None:
+def test_nginx_buffering_and_gzip_hold_the_headers(nginx: Callable[..., Proxy]) -> None:
     """nginx buffering and compressing holds even the headers: the status check says so."""
     proxy = nginx(
         "proxy_buffering on;\nproxy_ignore_headers X-Accel-Buffering;\n"

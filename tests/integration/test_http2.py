@@ -5,7 +5,6 @@ Chromium speaks HTTP/2 only over TLS, so the servers use a self-signed certifica
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import itertools
 import json
@@ -35,13 +34,14 @@ from ..conftest import (
     start_server,
     wait_until,
 )
+from ..nginx import Nginx
+from ..redis_server import free_port
 from .apps.stream_app import FRAMES
 
 pytestmark = [pytest.mark.integration, pytest.mark.gevent, pytest.mark.browser]
 
 H2_APP = "tests.integration.apps.h2_app:app"
 WORKER = "sse_sync.gunicorn.GeventWorker"
-NGINX = "/usr/sbin/nginx"
 DEPLOYMENT_MD = ROOT / "docs" / "deployment.md"
 
 #: Distinct tags across the tests of a module-scoped server (its /state accumulates them).
@@ -79,12 +79,6 @@ _OPEN = """([url, count, pingUrl, pingers]) => {
 _CLOSE_ALL = (
     "() => { window.h2.sources.forEach(s => s.close()); window.h2.aborts.forEach(a => a.abort()); }"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def https_json(port: int, path: str) -> Any:
@@ -130,7 +124,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def start_tls_gunicorn(certificate: tuple[Path, Path], *extra: str) -> LiveServer:
     """gunicorn with sse_sync's worker serving the HTTP/2 test app over TLS, on a free port."""
     cert, key = certificate
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "gunicorn", "-k", WORKER, "--http-protocols", "h2,h1"]
     args += ["--certfile", str(cert), "--keyfile", str(key), "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", "1", "--timeout", "120", *extra, H2_APP]
@@ -498,23 +492,13 @@ def nginx_snippet() -> str:
     return found.group(1)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the test run that started it dies (Linux)."""
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @pytest.fixture
 def nginx_h2(
     certificate: tuple[Path, Path], tmp_path: Path, live_server: Callable[..., LiveServer]
 ) -> Iterator[tuple[int, LiveServer]]:
     """nginx running the documented block, in front of gunicorn -k gevent: (port, upstream)."""
-    if not Path(NGINX).exists():
-        reason = f"needs nginx at {NGINX}"
-        if os.environ.get("SSE_SYNC_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"SSE_SYNC_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
     upstream = live_server("gevent", H2_APP)
-    port = _free_port()
+    port = free_port()
     cert, key = certificate
     block = nginx_snippet()
     for documented, here in [
@@ -525,15 +509,7 @@ def nginx_h2(
     ]:
         assert documented in block, f"{documented!r} is no longer in the documented block"
         block = block.replace(documented, here)
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    temp_paths = "".join(f"    {kind}_temp_path {tmp_path / kind};\n" for kind in kinds)
-    (tmp_path / "nginx.conf").write_text(
-        f"daemon off;\nmaster_process off;\npid {tmp_path / 'nginx.pid'};\nerror_log stderr;\n"
-        f"events {{ worker_connections 1024; }}\n"
-        f"http {{\n    access_log off;\n{temp_paths}{block}}}\n"
-    )
-    args = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"]
-    proxy = spawn(args, port, preexec_fn=_die_with_parent)
+    proxy = Nginx(tmp_path, port, block)
     yield port, upstream
     proxy.stop()
 
