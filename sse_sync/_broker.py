@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import logging
 import re
 import socket
 import threading
@@ -43,6 +42,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._event import ServerSentEvent, encode_data
+from ._logging import logger
 from ._runner import Wake, new_wake
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ __all__ = [
     "cursors_of",
     "prepare_event",
 ]
-
-logger = logging.getLogger("sse_sync")
 
 #: The event type sent when a ``Last-Event-ID`` cannot be resumed, or events were lost.
 RESET_EVENT = "reset"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,15 +11,13 @@ from werkzeug.wrappers import Response
 
 from ._broker import Broker, Subscription, check_channel
 from ._cors import CORS, preflight
-from ._logging import route_records
+from ._logging import logger, route_records
 from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import sse_response
 
 __all__ = ["SSE", "broker_from_url"]
-
-logger = logging.getLogger("sse_sync")
 
 #: Config keys and their defaults; ``init_app`` sets those the app does not.
 DEFAULTS: dict[str, Any] = {

@@ -8,15 +8,13 @@ not complete, ...): one line in the log names the fix, without flooding it once 
 
 from __future__ import annotations
 
-import logging
 import reprlib
 from typing import Any, get_args
 
 from ._event import ENCODERS, Encoder, ItemRules
+from ._logging import logger
 
 __all__ = ["ITEM_RULES", "ItemRules", "check_items", "item_encoder"]
-
-logger = logging.getLogger("sse_sync")
 
 #: Every value ``items=`` accepts.
 ITEM_RULES: tuple[str, ...] = get_args(ItemRules)

@@ -51,7 +51,6 @@ closes that gap.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import threading
@@ -79,13 +78,12 @@ from ._broker import (
     prepare_event,
 )
 from ._event import ServerSentEvent
+from ._logging import logger
 
 if TYPE_CHECKING:
     import redis
 
 __all__ = ["RedisBroker"]
-
-logger = logging.getLogger("sse_sync")
 
 _STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 #: The largest part of a stream id Redis accepts (an unsigned 64-bit int).

@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import logging
 import math
 import os
 import random
@@ -91,7 +90,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from ._event import PING
-from ._logging import route_records
+from ._logging import logger, route_records
 
 if TYPE_CHECKING:
     import socket
@@ -112,8 +111,6 @@ __all__ = [
     "stream_closed",
     "wait_closed",
 ]
-
-logger = logging.getLogger("sse_sync")
 
 RunnerKind = Literal["auto", "greenlet", "thread"]
 
@@ -384,9 +381,7 @@ class Producer:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             msg = f"Expected queue_size to be an int >= 1, got {queue_size!r}"
             raise ValueError(msg)
-        if close_timeout < 0:
-            msg = f"Expected close_timeout to be seconds >= 0, got {close_timeout!r}"
-            raise ValueError(msg)
+        check_timeout(close_timeout, "close_timeout")
         gevent = gevent_active()
         if runner == "greenlet" and not gevent:
             msg = (
