@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import json
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -43,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._event import ServerSentEvent, encode_data
 from ._logging import logger
-from ._runner import Wake, new_wake
+from ._server import ClientConnection
+from ._wake import Wake, new_wake
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -534,7 +534,7 @@ class Subscription:
         self._control: list[ServerSentEvent] = []
         self._events: deque[ServerSentEvent] | None = None  # read, not yet iterated; made on use
         self._wake: Wake | None = None
-        self._socket: socket.socket | None = None
+        self._connection: ClientConnection | None = None
         self._lock = threading.Lock()
         self._active = False
         self._closed = False
@@ -771,12 +771,12 @@ class Subscription:
 
     # -- ending --------------------------------------------------------------------------
 
-    def attach_socket(self, sock: socket.socket) -> None:
-        """Remember the client's socket, to shut it down if the client stops reading.
+    def attach(self, connection: ClientConnection) -> None:
+        """Remember the client's connection, to shut it down if the client stops reading.
 
         Called by the event stream that serves this subscription.
         """
-        self._socket = sock
+        self._connection = connection
 
     def _overflow(self, *, reading: bool = False) -> None:
         """End the subscription: it fell more than ``max_pending`` events behind.
@@ -795,16 +795,10 @@ class Subscription:
             ",".join(self.channels),
             self.max_pending,
         )
-        if stuck and self._socket is not None:
+        if stuck and self._connection is not None:
             # Not waiting for events, so its server thread/greenlet is writing: a write blocked
-            # on a client that reads nothing ends only when the socket is shut down. Shut the
-            # real socket (under gevent, not the cooperative wrapper, whose shutdown() would
-            # kill the writer with EBADF): the writer then gets EPIPE, a normal disconnect.
-            sock = getattr(self._socket, "_sock", self._socket)
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            # on a client that reads nothing ends only when the socket is shut down.
+            self._connection.shut_down()
         wake = self._wake
         if wake is not None:
             wake.set()

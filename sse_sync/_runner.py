@@ -79,21 +79,17 @@ import functools
 import math
 import os
 import random
-import select
-import signal
-import socket as socket_module
-import sys
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 from ._event import PING
 from ._logging import logger, route_records
-
-if TYPE_CHECKING:
-    import socket
+from ._server import ClientConnection, connection_of, gunicorn_worker, notice_server, thread_budget
+from ._wake import GeventWake, Wake, gevent_active, new_wake
 
 __all__ = [
     "END_RETRY_MS",
@@ -104,10 +100,6 @@ __all__ = [
     "RunnerKind",
     "SOURCE_RAISED",
     "StreamClosed",
-    "Wake",
-    "draining",
-    "gevent_active",
-    "new_wake",
     "stream_closed",
     "wait_closed",
 ]
@@ -144,9 +136,6 @@ END_RETRY_MS = (1000, 5000)
 #: ``max_lifetime`` is shortened by up to this fraction, at random, per stream.
 _LIFETIME_JITTER = 0.2
 
-# The gunicorn worker of this process, found from the first stream it serves (pid, worker).
-_gunicorn: tuple[int, Any] = (0, None)
-
 
 def check_seconds(value: object, name: str) -> None:
     """Reject anything but ``None`` or a finite number of seconds > 0, naming ``name``."""
@@ -164,20 +153,6 @@ def check_timeout(value: object, name: str) -> None:
         raise ValueError(msg)
 
 
-def gevent_active() -> bool:
-    """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent)."""
-    global _gevent_patched
-    if not _gevent_patched and "gevent" in sys.modules:
-        from gevent import monkey
-
-        # Remembered once true: monkey-patching is for the life of the process.
-        _gevent_patched = bool(monkey.is_module_patched("threading"))
-    return _gevent_patched
-
-
-_gevent_patched = False
-
-
 class FrameSource(Protocol):
     """Where an :class:`EventStream` gets its bytes from."""
 
@@ -190,144 +165,16 @@ class FrameSource(Protocol):
         """
         ...
 
+    def attach(self, connection: ClientConnection) -> None:
+        """Called once the stream knows its client's connection (HTTP/1.x, where it is found).
+
+        A source may keep it to cut off a client that stopped reading; most ignore it.
+        """
+        ...
+
     def close(self) -> None:
         """Stop producing and release everything; idempotent."""
         ...
-
-
-class Wake(Protocol):
-    """A flag that one reader waits on and anyone sets: what ``threading.Event`` offers."""
-
-    def set(self) -> None: ...
-
-    def clear(self) -> None: ...
-
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until set or ``timeout`` seconds passed; whether it was set."""
-        ...
-
-
-def new_wake() -> Wake:
-    """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
-    if gevent_active():
-        if _GeventWake.current_hub is _no_hub:
-            # Looked up once: an import statement per wait would cost more than the wait.
-            from gevent import getcurrent
-            from gevent._hub_local import get_hub_if_exists
-            from gevent._waiter import Waiter
-
-            _GeventWake.waiter_class, _GeventWake.getcurrent = Waiter, getcurrent
-            _GeventWake.current_hub = get_hub_if_exists
-        hub = _GeventWake.current_hub()
-        # Only the main thread's hub: a thread of gevent's pool may have a hub too, but the next
-        # step of a generator may run on another thread, which a patched Event copes with.
-        if hub is not None and hub.main_hub:
-            return _GeventWake(hub)
-    return threading.Event()
-
-
-def _no_hub() -> None:
-    return None
-
-
-class _GeventWake:
-    """A :class:`Wake` for a greenlet of ``hub``'s thread; ``set()`` from any greenlet or thread.
-
-    An idle stream waits with a timeout every second. gevent's ``Event.wait(timeout)`` arms a
-    ``Timeout`` that is raised into the greenlet when it expires; this waits with a plain loop
-    timer instead, which costs about half as much. ``wait(run=producer)`` also starts a
-    producer greenlet by switching to it at once, rather than behind every callback already
-    queued in the hub (such as the set-up of a burst of other requests).
-    """
-
-    __slots__ = ("_flag", "_hub", "_waiter")
-
-    #: gevent's ``Waiter``, ``getcurrent`` and ``get_hub_if_exists``, set by :func:`new_wake`.
-    waiter_class: Any = None
-    getcurrent: Callable[[], Any] = staticmethod(_no_hub)
-    current_hub: Callable[[], Any] = staticmethod(_no_hub)
-
-    def __init__(self, hub: Any) -> None:
-        self._hub = hub
-        self._flag = False
-        self._waiter: Any = None  # how to resume the reader waiting now: a Waiter or _Resume
-
-    def set(self) -> None:
-        if self._flag:
-            return  # a wake-up is on its way, or the reader sees the flag before it waits
-        self._flag = True
-        # _waiter is only read here, never cleared: from another thread, that could clear the
-        # next wait's waiter. The wait clears it; a late switch() on a waiter does nothing.
-        waiter = self._waiter
-        if waiter is not None:
-            loop = self._hub.loop
-            if _GeventWake.current_hub() is self._hub:
-                loop.run_callback(waiter.switch, True)
-            else:
-                loop.run_callback_threadsafe(waiter.switch, True)
-
-    def clear(self) -> None:
-        self._flag = False
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def wait(self, timeout: float | None = None, run: Any = None) -> bool:
-        """Wait until set or ``timeout`` seconds passed; whether it was set.
-
-        :param run: a gevent ``Greenlet`` not started yet, to switch to instead of the hub: it
-            runs at once, and the wait goes on when it blocks or ends. (gevent's spawn callbacks
-            are not called for it.)
-        """
-        if run is not None and not self._hub:
-            # The hub has not run yet: a greenlet that ended before the wait would start the
-            # hub by returning to it. Let the hub start it, as gevent.spawn() does.
-            run.start()
-            run = None
-        # gevent's Waiter (compiled) when this greenlet waits in the hub, the same in Python when
-        # it runs another greenlet first (a Waiter can only be waited on in the hub).
-        waiter: Any = (
-            _GeventWake.waiter_class(self._hub)
-            if run is None
-            else _Resume(_GeventWake.getcurrent())
-        )
-        # Published before the flag is read: a set() from another thread sees one or the other.
-        self._waiter = waiter
-        if self._flag:
-            self._waiter = None
-            if run is not None:
-                waiter.greenlet = None
-                run.start()
-            return True
-        timer = None
-        if timeout is not None:
-            timer = self._hub.loop.timer(timeout if timeout > 0 else 0.0)
-            timer.start(waiter.switch, False)
-        try:
-            return bool(waiter.get() if run is None else run.switch())
-        finally:
-            if run is not None:
-                waiter.greenlet = None  # a late timer or set() finds nothing to switch to
-            self._waiter = None
-            if timer is not None:
-                timer.close()
-
-
-class _Resume:
-    """Switches a waiting greenlet back in, once; a no-op once its wait is over."""
-
-    __slots__ = ("greenlet",)
-
-    def __init__(self, greenlet: Any) -> None:
-        self.greenlet = greenlet
-
-    def switch(self, value: bool) -> None:
-        greenlet = self.greenlet
-        if greenlet is not None:
-            self.greenlet = None
-            greenlet.switch(value)
 
 
 class StreamClosed(BaseException):
@@ -597,7 +444,7 @@ class Producer:
         # requests would otherwise all be set up before any of them sends its first event).
         start_now = False
         if self._create() and self._gevent:
-            start_now = isinstance(self._has_frames, _GeventWake)
+            start_now = isinstance(self._has_frames, GeventWake)
             if not start_now:  # read from a thread that has no hub
                 self._worker.start()
         frames = self._frames
@@ -610,7 +457,7 @@ class Producer:
             try:
                 wait = timeout if timeout is None or timeout > 0 else 0.0
                 if start_now:
-                    assert isinstance(has_frames, _GeventWake)
+                    assert isinstance(has_frames, GeventWake)
                     has_frames.wait(wait, run=self._worker)
                     start_now = False
                 elif not frames:
@@ -642,6 +489,9 @@ class Producer:
             self._failure = None
             raise failure
         return b""
+
+    def attach(self, connection: ClientConnection) -> None:
+        """Nothing to do: a producer's client is cut off by its stream, not by the producer."""
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the producer: the source is closed on the producer; idempotent.
@@ -822,182 +672,6 @@ def _stragglers() -> _Stragglers:
     return current
 
 
-def _find_gunicorn_worker(environ: dict[str, Any]) -> None:
-    """Remember the gunicorn worker serving this process, to see when it is stopping.
-
-    gunicorn's ``Worker.init_signals()`` installs the worker's bound methods as its signal
-    handlers, so the SIGTERM handler leads to the worker; its ``alive`` turns ``False`` when it
-    is told to stop. Looked up once per process; nothing is installed or replaced.
-    """
-    global _gunicorn
-    pid = os.getpid()
-    if _gunicorn[0] == pid or "gunicorn" not in str(environ.get("SERVER_SOFTWARE", "")):
-        return
-    worker = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    if worker is None or not hasattr(worker, "alive"):
-        worker = None
-    elif not any(cls.__module__.startswith("gunicorn.") for cls in type(worker).__mro__):
-        worker = None
-    _gunicorn = (pid, worker)
-
-
-def draining() -> bool:
-    """Whether this process's gunicorn worker is stopping (``False`` outside gunicorn)."""
-    pid, worker = _gunicorn
-    return worker is not None and not worker.alive and pid == os.getpid()
-
-
-def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
-    """The client connection's socket, where it is this stream's alone.
-
-    Not under HTTP/2: the connection carries every stream of the page, so polling it says
-    nothing about one of them, and shutting it down (a drain, a stuck subscriber) would end them
-    all. There the server ends a stream the client reset (``sse_sync.gunicorn.GeventWorker``).
-    """
-    # SERVER_PROTOCOL, not HTTP_VERSION: any client can send a "Version: 2" header.
-    if str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/2"):
-        return None
-    sock = (
-        environ.get("gunicorn.socket")
-        or environ.get("werkzeug.socket")
-        or _socket_under_input(environ.get("wsgi.input"))
-    )
-    return sock if _CAN_POLL and hasattr(sock, "fileno") else None
-
-
-def _socket_under_input(wsgi_input: object) -> socket.socket | None:
-    """The socket that ``wsgi.input`` reads from, for servers that put no socket in the environ.
-
-    gevent's pywsgi is one: its ``wsgi.input`` (``gevent.pywsgi.Input``) reads from ``rfile``,
-    the connection's ``sock.makefile("rb")``, a buffered reader over a ``socket.SocketIO``.
-    ``SocketIO`` keeps its socket as ``_sock`` (CPython's socket.py, unchanged since 3.0);
-    nothing public leads there. Only a ``SocketIO`` is followed, so another server's
-    ``wsgi.input`` (or a future pywsgi) gives ``None``: the stream then finds a disconnect
-    by its pings, as before.
-    """
-    raw = getattr(getattr(wsgi_input, "rfile", None), "raw", None)
-    return getattr(raw, "_sock", None) if isinstance(raw, socket_module.SocketIO) else None
-
-
-_PEEK = socket_module.MSG_PEEK | getattr(socket_module, "MSG_DONTWAIT", 0)
-#: Idle streams look at their socket only where a non-blocking look exists (not on Windows).
-_CAN_POLL = hasattr(select, "poll") and hasattr(socket_module, "MSG_DONTWAIT")
-_poll_cls: Any = None
-
-
-def raw_socket(sock: socket.socket) -> socket.socket:
-    """The OS-level socket under gevent's cooperative wrapper (or ``sock`` itself)."""
-    return getattr(sock, "_sock", sock)
-
-
-def _readable(raw: socket.socket) -> bool:
-    """Whether ``raw`` has something to read (data or the peer's FIN), with a zero-timeout poll."""
-    global _poll_cls
-    if _poll_cls is None:  # resolved once: looking it up cost more than the poll itself
-        _poll_cls = select.poll
-        if gevent_active():
-            from gevent import monkey
-
-            _poll_cls = monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
-    poller = _poll_cls()
-    poller.register(raw.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _peer_closed(sock: socket.socket) -> bool:
-    """Whether the peer closed ``sock`` (readable, nothing to read), without blocking."""
-    try:
-        raw = raw_socket(sock)
-        # Poll before recv: a BlockingIOError from recv(MSG_DONTWAIT) costs twice a poll.
-        if not _readable(raw):
-            return False
-        return raw.recv(1, _PEEK) == b""
-    except BlockingIOError:
-        return False
-    except (OSError, ValueError):
-        return True
-
-
-_sync_worker_warned = False
-
-
-def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
-    global _sync_worker_warned
-    if _sync_worker_warned:
-        return
-    software = str(environ.get("SERVER_SOFTWARE", ""))
-    if not software.startswith("gunicorn/") or environ.get("wsgi.multithread") or gevent_active():
-        return
-    _sync_worker_warned = True
-    logger.warning(
-        "An event stream is being served by a gunicorn sync worker: each open stream pins the "
-        "whole worker, and the worker timeout (--timeout) kills it mid-stream. Serve with "
-        "'gunicorn -k gevent' (pip install 'sse_sync[gevent]') or 'gunicorn -k gthread "
-        "--threads 50'."
-    )
-
-
-#: A gthread worker warns once its open streams hold this fraction of its threads.
-_THREADS_WARN_AT = 0.8
-
-
-class _ThreadBudget:
-    """The open streams of a gunicorn gthread worker, against its ``--threads``.
-
-    Each stream holds one of the worker's threads for its whole life (and a producer thread
-    of its own). Once they are all taken, the worker accepts new connections but serves none:
-    new clients get no bytes and every other request (a health check) hangs, with nothing
-    logged. This warns once, when the streams hold ``_THREADS_WARN_AT`` of the threads.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open = 0
-        self._warned = False
-        self._threads: tuple[int, int | None] = (0, None)  # (pid, the worker's threads)
-
-    def threads(self) -> int | None:
-        """This process's gthread worker's ``--threads``; ``None`` under any other server."""
-        pid, threads = self._threads
-        if pid != os.getpid():
-            worker_pid, worker = _gunicorn
-            threads = None
-            if worker_pid == os.getpid() and worker is not None:
-                mro = type(worker).__mro__
-                if any(cls.__module__ == "gunicorn.workers.gthread" for cls in mro):
-                    value = getattr(getattr(worker, "cfg", None), "threads", None)
-                    threads = value if isinstance(value, int) and value > 0 else None
-            self._threads = (os.getpid(), threads)
-        return threads
-
-    def take(self, threads: int) -> None:
-        """Count one more open stream; warn once when the streams near ``threads``."""
-        with self._lock:
-            self._open += 1
-            count = self._open
-            warn = not self._warned and count >= max(1, int(threads * _THREADS_WARN_AT))
-            self._warned = self._warned or warn
-        if warn:
-            logger.warning(
-                "%d event streams are open on this gunicorn gthread worker, which has %d "
-                "threads (--threads): each stream holds one of them for as long as it is "
-                "open (a generator's stream also a producer thread of its own), and once all "
-                "are taken new clients get no bytes and other requests hang. Raise --threads "
-                "above the streams one worker must hold, or serve with 'gunicorn -k gevent' "
-                "(pip install 'sse_sync[gevent]').",
-                count,
-                threads,
-            )
-
-    def give_back(self) -> None:
-        """Count one stream less."""
-        with self._lock:
-            self._open -= 1
-
-
-_thread_budget = _ThreadBudget()
-
-
 class EventStream:
     """The WSGI app iterable of an event stream: bytes from a :class:`FrameSource`, plus pings.
 
@@ -1037,7 +711,7 @@ class EventStream:
         self.open_timeout = open_timeout
         self.end_frame = end_frame
         self._environ: dict[str, Any] | None = None
-        self._socket: socket.socket | None = None
+        self._connection: ClientConnection | None = None
         self._closed = False
         self._end_at: float | None = None
         # When the first write is due at the latest: None before the stream is opened,
@@ -1045,7 +719,7 @@ class EventStream:
         self._open_at: float | None = None
         self._opened_with: bytes | None = None  # frames open() read, for the first next()
         self._ending: str | None = None  # "drain", "lifetime" or "end" once the last frame went out
-        self._holds_thread = False  # counted in _thread_budget (gthread) until closed
+        self._holds_thread = False  # counted in thread_budget (gthread) until closed
         #: Called with this stream when an iteration of it starts, then forgotten: the response
         #: looks there whether it still is its body (see ``EventStreamResponse``).
         self.on_iter: Callable[[EventStream], None] | None = None
@@ -1055,18 +729,15 @@ class EventStream:
         if environ is self._environ:
             return  # bound by the response and again by the server's call: once is enough
         self._environ = environ
-        self._socket = _socket_of(environ)
+        self._connection = connection_of(environ)
         route_records(environ)
-        _warn_if_sync_worker(environ)
-        _find_gunicorn_worker(environ)
-        threads = _thread_budget.threads()
+        notice_server(environ)
+        threads = thread_budget.threads()
         if threads is not None and not self._holds_thread:
             self._holds_thread = True
-            _thread_budget.take(threads)
-        # A broker subscription can cut off a client that stopped reading: it needs the socket.
-        attach = getattr(self.source, "attach_socket", None)
-        if self._socket is not None and callable(attach):
-            attach(self._socket)
+            thread_budget.take(threads)
+        if self._connection is not None:
+            self.source.attach(self._connection)
 
     def open(self) -> None:
         """Wait here, up to ``open_timeout`` seconds, for the source's first frames.
@@ -1124,13 +795,13 @@ class EventStream:
             if self.max_lifetime is not None:
                 end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
             self._end_at = end_at
-        sock = self._socket
+        connection = self._connection
+        worker = gunicorn_worker()
         # Under gunicorn, wake up every _DISCONNECT_POLL to see a stopping worker, socket or not.
-        poll = _NEVER if sock is None and _gunicorn[1] is None else _DISCONNECT_POLL
+        poll = _NEVER if connection is None and worker is None else _DISCONNECT_POLL
         read_frames = self.source.read_frames
         while True:
-            worker = _gunicorn[1]  # draining(), inlined: this runs once per wake-up
-            if worker is not None and not worker.alive and draining():
+            if worker is not None and not worker.alive:  # draining(), inlined: once per wake-up
                 return self._last_frame("drain")
             if now >= end_at:
                 return self._last_frame("lifetime")
@@ -1152,7 +823,7 @@ class EventStream:
             if now >= due:
                 self._open_at = _NEVER
                 return PING  # no need to look at the socket: writing the ping will
-            if sock is not None and _peer_closed(sock):
+            if connection is not None and connection.peer_closed():
                 self.close()
                 raise StopIteration
 
@@ -1160,14 +831,10 @@ class EventStream:
         """End the iteration; right after the last frame (drain, lifetime), close first."""
         if not self._closed:
             self.close()
-            sock = self._socket
-            if self._ending == "drain" and sock is not None:
+            if self._ending == "drain" and self._connection is not None:
                 # The worker is stopping: after the last chunk, make gunicorn see the end of
                 # the connection at once instead of keeping it alive for another request.
-                try:
-                    raw_socket(sock).shutdown(socket_module.SHUT_RD)
-                except OSError:
-                    pass
+                self._connection.shut_down(socket.SHUT_RD)
         raise StopIteration
 
     def _source_ended(self) -> bytes:
@@ -1199,7 +866,7 @@ class EventStream:
     def _give_back_thread(self) -> None:
         if self._holds_thread:
             self._holds_thread = False
-            _thread_budget.give_back()
+            thread_budget.give_back()
 
     def __del__(self) -> None:
         # A stream opened in a view but never sent (the view returned another response, an

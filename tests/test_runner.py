@@ -250,11 +250,11 @@ def test_gevent_close_from_another_greenlet_wakes_the_reader() -> None:
 GEVENT_WAKE = """
 from gevent import monkey; monkey.patch_all()
 import gevent, time
-from sse_sync._runner import _GeventWake, new_wake
+from sse_sync._wake import GeventWake, new_wake
 
 gevent.get_hub()  # a server has its hub running before any request is read
 wake = new_wake()
-assert isinstance(wake, _GeventWake), type(wake)
+assert isinstance(wake, GeventWake), type(wake)
 
 # A timed wait that nobody ends returns False after about its timeout.
 start = time.monotonic()
@@ -310,7 +310,7 @@ assert ran == ["ran"]
 def in_pool():
     gevent.get_hub()
     return type(new_wake()).__name__
-assert gevent.get_hub().threadpool.apply(in_pool) != "_GeventWake"
+assert gevent.get_hub().threadpool.apply(in_pool) != "GeventWake"
 print("ok")
 """
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sse_sync import MemoryBroker, _runner, sse_response
+from sse_sync import MemoryBroker, _runner, _server, sse_response
 from sse_sync._runner import END_RETRY_MS, EventStream
 
 
@@ -37,7 +37,7 @@ def gunicorn_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorker]:
     """A fake gunicorn worker whose handle_exit is this process's SIGTERM handler."""
     worker = FakeWorker()
     previous = signal.signal(signal.SIGTERM, worker.handle_exit)
-    monkeypatch.setattr(_runner, "_gunicorn", (0, None))
+    monkeypatch.setattr(_server, "_gunicorn", (0, None))
     try:
         yield worker
     finally:
@@ -115,11 +115,11 @@ def test_stopping_gunicorn_worker_ends_streams(gunicorn_worker: FakeWorker) -> N
     broker = MemoryBroker()
     stream = EventStream(broker.subscribe("x"), ping=None)
     stream.bind({**GUNICORN_ENVIRON, "gunicorn.socket": server_side})
-    assert not _runner.draining()
+    assert not _server.draining()
     broker.publish("x", 1)
     assert next(stream).endswith(b"data: 1\n\n")
     gunicorn_worker.handle_exit(signal.SIGTERM, None)
-    assert _runner.draining()
+    assert _server.draining()
     started = time.monotonic()
     frame = next(stream)
     assert time.monotonic() - started < 0.5
@@ -152,7 +152,7 @@ def test_no_drain_outside_gunicorn(gunicorn_worker: FakeWorker) -> None:
     stream = EventStream(MemoryBroker().subscribe("x"), ping=0.05)
     stream.bind({"SERVER_SOFTWARE": "Werkzeug/3.1"})
     gunicorn_worker.alive = False
-    assert not _runner.draining()
+    assert not _server.draining()
     assert next(stream) == b": ping\n\n"
 
 
@@ -166,11 +166,11 @@ def test_non_gunicorn_handler_is_ignored(monkeypatch: pytest.MonkeyPatch) -> Non
 
     other = Other()
     previous = signal.signal(signal.SIGTERM, other.handler)
-    monkeypatch.setattr(_runner, "_gunicorn", (0, None))
+    monkeypatch.setattr(_server, "_gunicorn", (0, None))
     try:
         EventStream(MemoryBroker().subscribe("x")).bind(dict(GUNICORN_ENVIRON))
-        assert _runner._gunicorn == (os.getpid(), None)
-        assert not _runner.draining()
+        assert _server._gunicorn == (os.getpid(), None)
+        assert not _server.draining()
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -1,0 +1,257 @@
+"""What a stream learns from the WSGI server: the client's socket, a stopping gunicorn worker.
+
+* :func:`connection_of` finds the client connection's socket in the WSGI ``environ`` (gunicorn
+  and Werkzeug put it there; under gevent's pywsgi it is the one ``wsgi.input`` reads from) and
+  wraps it in a :class:`ClientConnection`: the one place that polls it for the peer's close and
+  shuts it down.
+* :func:`notice_server` looks once per process at the server behind ``environ``: the gunicorn
+  worker (to see it stopping, :func:`draining`), a sync worker (warned about), a gthread
+  worker's thread count (:data:`thread_budget`).
+
+Invariants, and why they hold:
+
+1. Nothing here blocks: the socket is polled with a zero timeout (gevent's original ``poll``
+   when gevent patched ``select``), then peeked with ``MSG_DONTWAIT``.
+2. Shutting a socket down never closes it: the server still owns it and closes it. The OS-level
+   socket is shut, not gevent's cooperative wrapper, whose ``shutdown()`` would kill a greenlet
+   writing to it with ``EBADF`` (the writer gets ``EPIPE`` instead, a normal disconnect).
+3. What is learnt per process is keyed by ``os.getpid()``, so a value inherited across
+   gunicorn's fork (a ``--preload`` app) is looked up again in the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import threading
+from typing import Any
+
+from ._logging import logger
+from ._wake import gevent_active
+
+__all__ = [
+    "ClientConnection",
+    "connection_of",
+    "draining",
+    "gunicorn_worker",
+    "notice_server",
+    "thread_budget",
+]
+
+_gunicorn: tuple[int, Any] = (0, None)  # (pid, gunicorn worker or None), see _find_gunicorn_worker
+
+
+class ClientConnection:
+    """The socket of one client's connection, where it carries this stream alone (HTTP/1.x).
+
+    A stream polls it while idle (:meth:`peer_closed`); a broker subscription shuts it down to
+    cut off a client that stopped reading (:meth:`shut_down`).
+    """
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def peer_closed(self) -> bool:
+        """Whether the peer closed the connection (readable, nothing to read), without blocking."""
+        try:
+            raw = _raw_socket(self._sock)
+            # Poll before recv: a BlockingIOError from recv(MSG_DONTWAIT) costs twice a poll.
+            if not _readable(raw):
+                return False
+            return raw.recv(1, _PEEK) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def shut_down(self, how: int = socket.SHUT_RDWR) -> None:
+        """Shut the OS-level socket down (invariant 2); a writer blocked on it gets ``EPIPE``."""
+        try:
+            _raw_socket(self._sock).shutdown(how)
+        except OSError:
+            pass
+
+
+def connection_of(environ: dict[str, Any]) -> ClientConnection | None:
+    """The client's :class:`ClientConnection` where the server exposes its socket, else None."""
+    sock = _socket_of(environ)
+    return None if sock is None else ClientConnection(sock)
+
+
+def gunicorn_worker() -> Any:
+    """The gunicorn worker of this process, once :func:`notice_server` found one, else None."""
+    pid, worker = _gunicorn
+    return worker if pid == os.getpid() else None
+
+
+def notice_server(environ: dict[str, Any]) -> None:
+    """Learn, once per process, what server serves ``environ``: see the module docstring."""
+    _warn_if_sync_worker(environ)
+    _find_gunicorn_worker(environ)
+
+
+def _find_gunicorn_worker(environ: dict[str, Any]) -> None:
+    """Remember the gunicorn worker serving this process, to see when it is stopping.
+
+    gunicorn's ``Worker.init_signals()`` installs the worker's bound methods as its signal
+    handlers, so the SIGTERM handler leads to the worker; its ``alive`` turns ``False`` when it
+    is told to stop. Looked up once per process; nothing is installed or replaced.
+    """
+    global _gunicorn
+    pid = os.getpid()
+    if _gunicorn[0] == pid or "gunicorn" not in str(environ.get("SERVER_SOFTWARE", "")):
+        return
+    worker = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if worker is None or not hasattr(worker, "alive"):
+        worker = None
+    elif not any(cls.__module__.startswith("gunicorn.") for cls in type(worker).__mro__):
+        worker = None
+    _gunicorn = (pid, worker)
+
+
+def draining() -> bool:
+    """Whether this process's gunicorn worker is stopping (``False`` outside gunicorn)."""
+    pid, worker = _gunicorn
+    return worker is not None and not worker.alive and pid == os.getpid()
+
+
+def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
+    """The client connection's socket, where it is this stream's alone.
+
+    Not under HTTP/2: the connection carries every stream of the page, so polling it says
+    nothing about one of them, and shutting it down (a drain, a stuck subscriber) would end them
+    all. There the server ends a stream the client reset (``sse_sync.gunicorn.GeventWorker``).
+    """
+    # SERVER_PROTOCOL, not HTTP_VERSION: any client can send a "Version: 2" header.
+    if str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/2"):
+        return None
+    sock = (
+        environ.get("gunicorn.socket")
+        or environ.get("werkzeug.socket")
+        or _socket_under_input(environ.get("wsgi.input"))
+    )
+    return sock if _CAN_POLL and hasattr(sock, "fileno") else None
+
+
+def _socket_under_input(wsgi_input: object) -> socket.socket | None:
+    """The socket that ``wsgi.input`` reads from, for servers that put no socket in the environ.
+
+    gevent's pywsgi is one: its ``wsgi.input`` (``gevent.pywsgi.Input``) reads from ``rfile``,
+    the connection's ``sock.makefile("rb")``, a buffered reader over a ``socket.SocketIO``.
+    ``SocketIO`` keeps its socket as ``_sock`` (CPython's socket.py, unchanged since 3.0);
+    nothing public leads there. Only a ``SocketIO`` is followed, so another server's
+    ``wsgi.input`` (or a future pywsgi) gives ``None``: the stream then finds a disconnect
+    by its pings, as before.
+    """
+    raw = getattr(getattr(wsgi_input, "rfile", None), "raw", None)
+    return getattr(raw, "_sock", None) if isinstance(raw, socket.SocketIO) else None
+
+
+_PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+#: Idle streams look at their socket only where a non-blocking look exists (not on Windows).
+_CAN_POLL = hasattr(select, "poll") and hasattr(socket, "MSG_DONTWAIT")
+_poll_cls: Any = None
+
+
+def _raw_socket(sock: socket.socket) -> socket.socket:
+    """The OS-level socket under gevent's cooperative wrapper (or ``sock`` itself)."""
+    return getattr(sock, "_sock", sock)
+
+
+def _readable(raw: socket.socket) -> bool:
+    """Whether ``raw`` has something to read (data or the peer's FIN), with a zero-timeout poll."""
+    global _poll_cls
+    if _poll_cls is None:  # resolved once: looking it up cost more than the poll itself
+        _poll_cls = select.poll
+        if gevent_active():
+            from gevent import monkey
+
+            _poll_cls = monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
+    poller = _poll_cls()
+    poller.register(raw.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+_sync_worker_warned = False
+
+
+def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
+    global _sync_worker_warned
+    if _sync_worker_warned:
+        return
+    software = str(environ.get("SERVER_SOFTWARE", ""))
+    if not software.startswith("gunicorn/") or environ.get("wsgi.multithread") or gevent_active():
+        return
+    _sync_worker_warned = True
+    logger.warning(
+        "An event stream is being served by a gunicorn sync worker: each open stream pins the "
+        "whole worker, and the worker timeout (--timeout) kills it mid-stream. Serve with "
+        "'gunicorn -k gevent' (pip install 'sse_sync[gevent]') or 'gunicorn -k gthread "
+        "--threads 50'."
+    )
+
+
+#: A gthread worker warns once its open streams hold this fraction of its threads.
+_THREADS_WARN_AT = 0.8
+
+
+class _ThreadBudget:
+    """The open streams of a gunicorn gthread worker, against its ``--threads``.
+
+    Each stream holds one of the worker's threads for its whole life (and a producer thread
+    of its own). Once they are all taken, the worker accepts new connections but serves none:
+    new clients get no bytes and every other request (a health check) hangs, with nothing
+    logged. This warns once, when the streams hold ``_THREADS_WARN_AT`` of the threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._warned = False
+        self._threads: tuple[int, int | None] = (0, None)  # (pid, the worker's threads)
+
+    def threads(self) -> int | None:
+        """This process's gthread worker's ``--threads``; ``None`` under any other server."""
+        pid, threads = self._threads
+        if pid != os.getpid():
+            worker_pid, worker = _gunicorn
+            threads = None
+            if worker_pid == os.getpid() and worker is not None:
+                mro = type(worker).__mro__
+                if any(cls.__module__ == "gunicorn.workers.gthread" for cls in mro):
+                    value = getattr(getattr(worker, "cfg", None), "threads", None)
+                    threads = value if isinstance(value, int) and value > 0 else None
+            self._threads = (os.getpid(), threads)
+        return threads
+
+    def take(self, threads: int) -> None:
+        """Count one more open stream; warn once when the streams near ``threads``."""
+        with self._lock:
+            self._open += 1
+            count = self._open
+            warn = not self._warned and count >= max(1, int(threads * _THREADS_WARN_AT))
+            self._warned = self._warned or warn
+        if warn:
+            logger.warning(
+                "%d event streams are open on this gunicorn gthread worker, which has %d "
+                "threads (--threads): each stream holds one of them for as long as it is "
+                "open (a generator's stream also a producer thread of its own), and once all "
+                "are taken new clients get no bytes and other requests hang. Raise --threads "
+                "above the streams one worker must hold, or serve with 'gunicorn -k gevent' "
+                "(pip install 'sse_sync[gevent]').",
+                count,
+                threads,
+            )
+
+    def give_back(self) -> None:
+        """Count one stream less."""
+        with self._lock:
+            self._open -= 1
+
+
+#: The open streams of this process's gthread worker, against its threads.
+thread_budget = _ThreadBudget()

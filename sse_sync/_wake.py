@@ -1,0 +1,169 @@
+"""Waking a waiter, under threads and under gevent.
+
+A stream's reader waits on a :class:`Wake`; producers, brokers and ``close()`` set it, from
+any thread or greenlet. :func:`new_wake` gives a ``threading.Event``, or under gevent a cheaper
+flag that waits on the hub without raising a ``Timeout`` and can start a producer greenlet at once.
+
+Invariants, and why they hold:
+
+1. A ``set()`` is never lost. ``GeventWake.wait`` publishes its waiter before it reads the flag,
+   and ``set()`` sets the flag before it reads the waiter: whichever runs second sees the other.
+2. A late wake-up does nothing. Only ``wait`` clears ``_waiter``; a timer or ``set()`` that fires
+   after the wait ended switches a ``Waiter`` nobody waits on, or a :class:`_Resume` already spent.
+3. ``set()`` from another thread goes through the hub's thread-safe callback, never a direct switch.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["GeventWake", "Wake", "gevent_active", "new_wake"]
+
+_gevent_patched = False
+
+
+def gevent_active() -> bool:
+    """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent)."""
+    global _gevent_patched
+    if not _gevent_patched and "gevent" in sys.modules:
+        from gevent import monkey
+
+        # Remembered once true: monkey-patching is for the life of the process.
+        _gevent_patched = bool(monkey.is_module_patched("threading"))
+    return _gevent_patched
+
+
+class Wake(Protocol):
+    """A flag that one reader waits on and anyone sets: what ``threading.Event`` offers."""
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or ``timeout`` seconds passed; whether it was set."""
+        ...
+
+
+def new_wake() -> Wake:
+    """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
+    if gevent_active():
+        if GeventWake.current_hub is _no_hub:
+            # Looked up once: an import statement per wait would cost more than the wait.
+            from gevent import getcurrent
+            from gevent._hub_local import get_hub_if_exists
+            from gevent._waiter import Waiter
+
+            GeventWake.waiter_class, GeventWake.getcurrent = Waiter, getcurrent
+            GeventWake.current_hub = get_hub_if_exists
+        hub = GeventWake.current_hub()
+        # Only the main thread's hub: a thread of gevent's pool may have a hub too, but the next
+        # step of a generator may run on another thread, which a patched Event copes with.
+        if hub is not None and hub.main_hub:
+            return GeventWake(hub)
+    return threading.Event()
+
+
+def _no_hub() -> None:
+    return None
+
+
+class GeventWake:
+    """A :class:`Wake` for a greenlet of ``hub``'s thread; ``set()`` from any greenlet or thread.
+
+    An idle stream waits with a timeout every second. gevent's ``Event.wait(timeout)`` arms a
+    ``Timeout`` that is raised into the greenlet when it expires; this waits with a plain loop
+    timer instead, which costs about half as much. ``wait(run=producer)`` also starts a
+    producer greenlet by switching to it at once, rather than behind every callback already
+    queued in the hub (such as the set-up of a burst of other requests).
+    """
+
+    __slots__ = ("_flag", "_hub", "_waiter")
+
+    #: gevent's ``Waiter``, ``getcurrent`` and ``get_hub_if_exists``, set by :func:`new_wake`.
+    waiter_class: Any = None
+    getcurrent: Callable[[], Any] = staticmethod(_no_hub)
+    current_hub: Callable[[], Any] = staticmethod(_no_hub)
+
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub
+        self._flag = False
+        self._waiter: Any = None  # how to resume the reader waiting now: a Waiter or _Resume
+
+    def set(self) -> None:
+        if self._flag:
+            return  # a wake-up is on its way, or the reader sees the flag before it waits
+        self._flag = True
+        # _waiter is only read here, never cleared: from another thread, that could clear the
+        # next wait's waiter. The wait clears it; a late switch() on a waiter does nothing.
+        waiter = self._waiter
+        if waiter is not None:
+            loop = self._hub.loop
+            if GeventWake.current_hub() is self._hub:
+                loop.run_callback(waiter.switch, True)
+            else:
+                loop.run_callback_threadsafe(waiter.switch, True)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None, run: Any = None) -> bool:
+        """Wait until set or ``timeout`` seconds passed; whether it was set.
+
+        :param run: a gevent ``Greenlet`` not started yet, to switch to instead of the hub: it
+            runs at once, and the wait goes on when it blocks or ends. (gevent's spawn callbacks
+            are not called for it.)
+        """
+        if run is not None and not self._hub:
+            # The hub has not run yet: a greenlet that ended before the wait would start the
+            # hub by returning to it. Let the hub start it, as gevent.spawn() does.
+            run.start()
+            run = None
+        # gevent's Waiter (compiled) when this greenlet waits in the hub, the same in Python when
+        # it runs another greenlet first (a Waiter can only be waited on in the hub).
+        waiter: Any = (
+            GeventWake.waiter_class(self._hub) if run is None else _Resume(GeventWake.getcurrent())
+        )
+        # Published before the flag is read: a set() from another thread sees one or the other.
+        self._waiter = waiter
+        if self._flag:
+            self._waiter = None
+            if run is not None:
+                waiter.greenlet = None
+                run.start()
+            return True
+        timer = None
+        if timeout is not None:
+            timer = self._hub.loop.timer(timeout if timeout > 0 else 0.0)
+            timer.start(waiter.switch, False)
+        try:
+            return bool(waiter.get() if run is None else run.switch())
+        finally:
+            if run is not None:
+                waiter.greenlet = None  # a late timer or set() finds nothing to switch to
+            self._waiter = None
+            if timer is not None:
+                timer.close()
+
+
+class _Resume:
+    """Switches a waiting greenlet back in, once; a no-op once its wait is over."""
+
+    __slots__ = ("greenlet",)
+
+    def __init__(self, greenlet: Any) -> None:
+        self.greenlet = greenlet
+
+    def switch(self, value: bool) -> None:
+        greenlet = self.greenlet
+        if greenlet is not None:
+            self.greenlet = None
+            greenlet.switch(value)
