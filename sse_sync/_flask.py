@@ -15,7 +15,7 @@ from ._logging import logger, route_records
 from ._memory import MemoryBroker
 from ._redis import RedisBroker
 from ._request import last_event_id
-from ._response import sse_response
+from ._response import StreamOptions, sse_response
 
 __all__ = ["SSE", "broker_from_url"]
 
@@ -86,6 +86,16 @@ def _cors(config: Mapping[str, Any]) -> CORS | None:
         raise type(exc)(msg) from exc
 
 
+def _check_stream_options(config: Mapping[str, Any]) -> None:
+    """Check ``SSE_PING`` and ``SSE_MAX_LIFETIME`` as the streams will, naming the keys."""
+    ping, lifetime = config["SSE_PING"], config["SSE_MAX_LIFETIME"]
+    try:
+        StreamOptions(ping=ping, max_lifetime=lifetime)
+    except ValueError as exc:
+        msg = f"SSE_PING={ping!r}, SSE_MAX_LIFETIME={lifetime!r}: {exc}"
+        raise ValueError(msg) from exc
+
+
 def _public_channels(config: Mapping[str, Any]) -> frozenset[str] | None:
     value = config["SSE_PUBLIC_CHANNELS"]
     if value is None:
@@ -139,7 +149,8 @@ class SSE:
     - ``SSE_PUBLIC_CHANNELS`` [``[SSE_DEFAULT_CHANNEL]``]: the channels anyone may subscribe
       to while no ``authorize`` hook is set; any other answers 403. ``"*"`` opens every
       channel, as Flask-SSE did. Once a hook is set, it decides every channel.
-    - ``SSE_PING`` [15.0] and ``SSE_MAX_LIFETIME`` [None]: as for :func:`sse_response`.
+    - ``SSE_PING`` [15.0] and ``SSE_MAX_LIFETIME`` [None]: as for :func:`sse_response`; a
+      value it refuses raises :class:`ValueError` here.
     - ``SSE_CORS_ORIGINS`` [None]: ``"*"`` or a list of origins allowed to open the stream
       from another site; ``SSE_CORS_CREDENTIALS`` [False]: allow cookies
       (``new EventSource(url, {withCredentials: true})``), only with a list of origins.
@@ -187,6 +198,7 @@ class SSE:
             app.config.setdefault(key, value)
         config = app.config
         cors, public = _cors(config), _public_channels(config)
+        _check_stream_options(config)
         broker = self._broker
         if broker is None:
             options: dict[str, Any] = {

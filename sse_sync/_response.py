@@ -1,13 +1,30 @@
-"""``EventStreamResponse`` and ``sse_response()``: a Werkzeug response that streams events."""
+"""``EventStreamResponse`` and ``sse_response()``, a Werkzeug response that streams events, and
+``StreamOptions``, the options every entry point takes.
+
+Invariants, and why they hold:
+
+1. Each option has one default and one check, in :class:`StreamOptions`, which every entry
+   point builds (``sse_response``, ``EventStreamResponse``, ``sse_view``, ``EventStreamView``,
+   the ``SSE`` extension). Whether an option was passed is told by its default's type
+   (:class:`_Default`), never by comparing with the default's value.
+2. Under Flask, the source runs in a copy of the view's context variables, and the only Flask
+   context pushed for the stream is pushed in that copy (in the view) and popped in it (on the
+   producer, when the stream ends): nothing is pushed onto, or left on, a server thread
+   (pallets/flask#6123). Only public Flask API is used (see :class:`_StreamContext`).
+3. A response built in a Flask request is an instance of the app's ``response_class`` too, so
+   Flask returns it as it is, and its constructor opened the stream: ``__call__`` never opens
+   it again (a ``stream_with_context`` source must start on the producer, not in Flask's call).
+"""
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
@@ -19,12 +36,21 @@ from ._event import ServerSentEvent
 from ._items import ItemRules, check_items, item_encoder
 from ._logging import logger
 from ._request import END_ID, reconnects_after_end
-from ._runner import OPEN_TIMEOUT, EventStream, FrameSource, Producer, RunnerKind
+from ._runner import (
+    OPEN_TIMEOUT,
+    EventStream,
+    FrameSource,
+    Producer,
+    RunnerKind,
+    check_seconds,
+    check_timeout,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["EventStreamResponse", "sse_response"]
+__all__ = ["EventStreamResponse", "StreamOptions", "sse_response"]
+
 
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 
@@ -42,6 +68,120 @@ _DEFAULT_HEADERS = (
     # all (RFC 9110, 12.5.3), so clients read the body as it is.
     ("Content-Encoding", "identity"),
 )
+
+
+#: The options that only an iterable source uses, run on a producer; in signature order.
+_PRODUCER_OPTIONS = ("queue_size", "runner", "close_timeout", "encode", "items", "stop_at_end")
+
+
+class _Default:
+    """A default that knows it was not passed: equal to its value, told apart by its type.
+
+    The entry points show their documented defaults (``help(sse_response)`` reads
+    ``queue_size: int = 64``) and still learn whether a call set an option, even to that
+    value: ``queue_size=64`` with a broker subscription is refused as ``queue_size=63`` is.
+    """
+
+    __slots__ = ()
+
+
+class _DefaultInt(_Default, int):
+    __slots__ = ()
+
+
+class _DefaultFloat(_Default, float):
+    __slots__ = ()
+
+
+class _DefaultStr(_Default, str):
+    __slots__ = ()
+
+
+# The defaults of the producer's options (the others, None and False, ask for nothing).
+QUEUE_SIZE: int = _DefaultInt(64)
+RUNNER: RunnerKind = cast("RunnerKind", _DefaultStr("auto"))
+CLOSE_TIMEOUT: float = _DefaultFloat(1.0)
+ITEMS: ItemRules = cast("ItemRules", _DefaultStr("default"))
+#: ``EventStreamView.items``'s default.
+VIEW_ITEMS: ItemRules = cast("ItemRules", _DefaultStr("fastapi-views"))
+
+
+def _is_set(value: object) -> bool:
+    """Whether an option asks for something: neither left at its default nor None or False."""
+    return not isinstance(value, _Default) and value is not None and value is not False
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamOptions:
+    """The options of one event stream, their defaults and their checks, for every entry point.
+
+    :func:`sse_response` (and :class:`EventStreamResponse`), ``sse_view``, ``EventStreamView``
+    and the ``SSE`` extension each build one, from their keyword arguments, class attributes
+    or config; the checks run then, so a decorator or a view class with a bad option fails
+    where it is defined. What each option means: :class:`EventStreamResponse`.
+
+    The defaults of ``queue_size``, ``runner``, ``close_timeout`` and ``items`` are markers
+    equal to the documented values (:class:`_Default`): :meth:`producer_options_set` tells an
+    option passed with its default's value from one left out.
+    """
+
+    ping: float | None = 15.0
+    headers: HeadersLike | None = None
+    status: int = 200
+    queue_size: int = QUEUE_SIZE
+    runner: RunnerKind = RUNNER
+    close_timeout: float = CLOSE_TIMEOUT
+    encode: Callable[[Any], bytes] | None = None
+    max_lifetime: float | None = None
+    cors: CORS | None = None
+    open_timeout: float = OPEN_TIMEOUT
+    stop_at_end: bool = False
+    items: ItemRules = ITEMS
+
+    def __post_init__(self) -> None:
+        check_seconds(self.ping, "ping")
+        check_seconds(self.max_lifetime, "max_lifetime")
+        check_timeout(self.open_timeout, "open_timeout")
+        check_timeout(self.close_timeout, "close_timeout")
+        if self.runner not in ("auto", "greenlet", "thread"):
+            msg = f"Expected runner to be 'auto', 'greenlet' or 'thread', got {self.runner!r}"
+            raise ValueError(msg)
+        size = self.queue_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            msg = f"Expected queue_size to be an int >= 1, got {size!r}"
+            raise ValueError(msg)
+        check_items(self.items)
+        if self.encode is not None and _is_set(self.items):
+            msg = (
+                f"Expected either encode= or items=, got both (items={self.items!r}): items= "
+                f"picks one of the built-in encoders"
+            )
+            raise TypeError(msg)
+        if self.headers is not None:
+            headers = Headers(self.headers)  # once: an iterator of pairs is read here
+            for name, _ in headers:
+                if is_hop_by_hop_header(name):
+                    msg = (
+                        f"Expected no hop-by-hop header in an event stream's headers, got "
+                        f"{name!r}: the server manages the connection (PEP 3333)"
+                    )
+                    raise ValueError(msg)
+            object.__setattr__(self, "headers", headers)
+
+    def producer_options_set(self) -> list[str]:
+        """The names of the options set here that only a producer uses (iterable sources)."""
+        return [name for name in _PRODUCER_OPTIONS if _is_set(getattr(self, name))]
+
+    def encoder(self) -> Callable[[Any], bytes]:
+        """A new encoder for one stream: ``encode``, else the ``items`` rules'."""
+        return self.encode if self.encode is not None else item_encoder(self.items)
+
+    def response_headers(self) -> Headers:
+        """The response's headers: the defaults, replaced or extended by ``headers``."""
+        headers = Headers(_DEFAULT_HEADERS)
+        if self.headers is not None:
+            headers.update(self.headers)
+        return headers
 
 
 _body_replaced_warned = False
@@ -71,6 +211,20 @@ def _check_body(response: weakref.ref[Response], stream: EventStream) -> None:
     )
 
 
+@functools.cache
+def _with_class(cls: type, response_class: type) -> type:
+    """``cls``, made a subclass of an app's ``response_class`` too when it is not one yet.
+
+    Flask's ``make_response`` coerces any other response into its ``response_class`` by
+    swapping the instance's class (``force_type``). ``cls`` comes first in the new class:
+    its ``default_mimetype`` and methods win, and the app's class adds its own.
+    """
+    if issubclass(cls, response_class):
+        return cls
+    namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    return type(cls.__name__, (cls, response_class), namespace)
+
+
 def _active_flask() -> Any:
     """The ``flask`` module when a Flask request is active here, else ``None``.
 
@@ -80,93 +234,105 @@ def _active_flask() -> Any:
     return flask if flask is not None and flask.has_request_context() else None
 
 
-def _flask_context(flask: Any) -> tuple[contextvars.Context, Callable[[], None] | None]:
-    """The view's context for the producer, and Flask's teardown for the stream's end.
+class _StreamContext:
+    """What a stream's source runs in under Flask: the view's context, with a ``g`` of its own.
 
-    The producer runs the source in a copy of the view's context variables, where Flask keeps
-    its request and app contexts: ``request``, ``session``, ``current_app`` and ``url_for``
-    work there as in the view (and so do the view's own contextvars). Nothing is pushed, so no
-    context can leak onto a server thread (pallets/flask#6123). ``g`` is the stream's own (see
-    :class:`_StreamGlobals`). When the stream ends, the producer runs the app's
-    ``teardown_request`` and ``teardown_appcontext`` hooks in that context: the view's teardown
-    ran when the view returned, and this one releases what the stream opened (database
-    sessions, ...); it is ``None`` when the app has no teardown hook and no receiver of the
-    teardown signals. Call it in a Flask request, with :func:`_active_flask`'s module.
-    """
-    # LocalProxy._get_current_object() (typed as the proxied class by Flask) unwraps the proxy.
-    app = flask.current_app._get_current_object()
-    signals = flask.signals
-    context = contextvars.copy_context()
-    context.run(_own_app_context, flask)
-
-    def teardown() -> None:
-        app.do_teardown_request(None)
-        app.do_teardown_appcontext(None)
-
-    hooked = (
-        any(app.teardown_request_funcs.values())
-        or app.teardown_appcontext_funcs
-        or signals.request_tearing_down.receivers
-        or signals.appcontext_tearing_down.receivers
-    )
-    return context, teardown if hooked else None
-
-
-def _own_app_context(flask: Any) -> None:
-    """Give the current (copied) context an app context of its own, with the stream's ``g``.
+    The producer runs the source in :attr:`context`, a copy of the view's context variables,
+    where Flask keeps its contexts: ``request``, ``session``, ``current_app`` and ``url_for``
+    work there as in the view (and so do the view's own contextvars). A Flask context of the
+    stream's own is pushed in that copy only (:meth:`push`), so no context can leak onto a
+    server thread (pallets/flask#6123): an app context on Flask 3.0 and 3.1, where the request
+    context stays the view's, and a copy of the view's context on Flask 3.2, where one context
+    holds both (``AppContext.copy``, as ``copy_current_request_context`` does). Either way its
+    ``g`` reads through to the view's (:class:`_ReadThrough`).
 
     The source's first item is read in the view (see :meth:`EventStreamResponse.__init__`),
     before Flask tears the view's context down. Sharing the view's ``g`` would let that
     teardown close what the stream opened through ``g`` (``get_db()``), and the stream's own
-    teardown close what the view opened. The copy shares everything else with the view's.
-    """
-    cv_app = flask.globals._cv_app
-    view_ctx = cv_app.get()
-    ctx = object.__new__(type(view_ctx))
-    ctx.__dict__.update(view_ctx.__dict__)
-    ctx._cv_tokens = []  # never pushed: only set in this context
-    g = object.__new__(type(view_ctx.g))
-    object.__setattr__(g, "__dict__", _StreamGlobals(view_ctx.g.__dict__))
-    ctx.g = g
-    cv_app.set(ctx)
+    teardown close what the view opened. When the stream ends, the producer calls
+    :meth:`teardown`, which pops the stream's context: the app's ``teardown_request`` and
+    ``teardown_appcontext`` hooks (and their signals) run for the stream's ``g`` there, as
+    they ran for the view's when the view returned.
 
-
-class _StreamGlobals(dict[str, Any]):
-    """The ``__dict__`` of a stream's ``g``: what the stream sets is its own, the rest the view's.
-
-    Reading ``g.user`` (set by a ``before_request`` hook) finds the view's value while the view
-    has it; ``g.db = ...`` in the stream sets the stream's, which only the stream's teardown
-    sees (``g.pop`` pops the stream's own values only). A value the view opened through ``g`` is
-    the view's: its teardown closes it when the view returns, and the stream then no longer
-    sees it, so ``get_db()`` called in each step opens the stream's own.
+    Only public Flask API is used: ``app.app_context()``, ``AppContext.copy``, ``push`` and
+    ``pop``, ``do_teardown_request``, the context's ``g`` and ``app.app_ctx_globals_class``.
+    Call it in a Flask request, with :func:`_active_flask`'s module.
     """
 
-    __slots__ = ("view",)
+    def __init__(self, flask: Any) -> None:
+        # LocalProxy._get_current_object() (typed as the proxied class by Flask) unwraps the proxy.
+        app = flask.current_app._get_current_object()
+        view = flask.globals.app_ctx._get_current_object()
+        self.context = contextvars.copy_context()
+        self._teardown_request: Callable[[None], None] | None
+        if hasattr(view, "copy"):  # Flask >= 3.2: one context for the app and the request
+            self._flask = view.copy()  # the same request and session, a g of its own
+            self._teardown_request = None  # pop() runs it
+        else:  # Flask 3.0, 3.1: the request context stays the view's
+            self._flask = app.app_context()
+            self._teardown_request = app.do_teardown_request
+        g = _read_through_class(app.app_ctx_globals_class)()
+        object.__setattr__(g, "_view_g", view.g)  # its slot: the class's __setattr__ sets on g
+        self._flask.g = g
 
-    def __init__(self, view: dict[str, Any]) -> None:
-        super().__init__()
-        self.view = view
+    def push(self) -> None:
+        """Make the stream's Flask context the active one in :attr:`context` (in the view)."""
+        self.context.run(self._flask.push)
 
-    def __missing__(self, key: str) -> Any:
-        return self.view[key]
+    def teardown(self) -> None:
+        """Pop the stream's Flask context: its teardown hooks run (on the producer, in context)."""
+        try:
+            if self._teardown_request is not None:
+                self._teardown_request(None)
+        finally:
+            self._flask.pop(None)
 
-    def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or key in self.view
+
+_MISSING = object()
+
+
+class _ReadThrough:
+    """Mixed into the app's ``app_ctx_globals_class`` for a stream's ``g``, over the view's.
+
+    What the stream sets is its own, the rest the view's: reading ``g.user`` (set by a
+    ``before_request`` hook) finds the view's value while the view has it; ``g.db = ...`` in
+    the stream sets the stream's, which only the stream's teardown sees (``g.pop`` pops the
+    stream's own values only). A value the view opened through ``g`` is the view's: its
+    teardown closes it when the view returns, and the stream then no longer sees it, so
+    ``get_db()`` called in each step opens the stream's own.
+    """
+
+    __slots__ = ("_view_g",)
+    _view_g: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_view_g":  # not set (yet): no recursion
+            raise AttributeError(name)
+        return getattr(self._view_g, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        own = cast(Any, super()).get(name, _MISSING)
+        return self._view_g.get(name, default) if own is _MISSING else own
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        if name not in self:
+            setattr(self, name, default)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return bool(cast(Any, super()).__contains__(name)) or name in self._view_g
 
     def __iter__(self) -> Iterator[str]:
-        yield from dict.__iter__(self)
-        yield from (key for key in list(self.view) if not dict.__contains__(self, key))
+        own = list(cast(Any, super()).__iter__())
+        yield from own
+        yield from (name for name in list(self._view_g) if name not in own)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
+@functools.cache
+def _read_through_class(globals_class: type[Any]) -> type[Any]:
+    """The class of a stream's ``g`` in an app whose ``app_ctx_globals_class`` this is."""
+    namespace = {"__slots__": (), "__module__": __name__, "__doc__": _ReadThrough.__doc__}
+    return type(globals_class.__name__, (_ReadThrough, globals_class), namespace)
 
 
 class EventStreamResponse(Response):
@@ -205,12 +371,13 @@ class EventStreamResponse(Response):
     nothing. Outside a request (no Flask request and the response not called as a WSGI app),
     the first iteration waits instead, and an error there only ends the stream.
 
-    Returned from a Flask view, Flask may turn the instance into its own ``response_class``
-    (``Response.force_type``); the stream keeps working because all of its behaviour lives in
-    the app iterable, ``response.response``, an :class:`~sse_sync._runner.EventStream`, and in
-    the constructor. (Calling ``start_response`` again with ``exc_info`` from the first
-    iteration, as PEP 3333 allows, was not used: the app iterable has no ``start_response``,
-    and gunicorn adds the second call's headers to the first's.)
+    Built in a Flask request, the instance is also one of the app's ``response_class`` (of a
+    subclass of both, made once per class), so that Flask returns it as it is instead of
+    coercing it (``Response.force_type``): ``after_request`` hooks and extensions can tell an
+    event stream with ``isinstance(response, EventStreamResponse)``. (Calling
+    ``start_response`` again with ``exc_info`` from the first iteration, as PEP 3333 allows,
+    was not used: the app iterable has no ``start_response``, and gunicorn adds the second
+    call's headers to the first's.)
 
     :param source: an iterable of events, or a broker subscription.
     :param ping: seconds without a write after which a ``: ping`` comment is sent (also how a
@@ -254,40 +421,50 @@ class EventStreamResponse(Response):
         ping: float | None = 15.0,
         headers: HeadersLike | None = None,
         status: int = 200,
-        queue_size: int = 64,
-        runner: RunnerKind = "auto",
-        close_timeout: float = 1.0,
+        queue_size: int = QUEUE_SIZE,
+        runner: RunnerKind = RUNNER,
+        close_timeout: float = CLOSE_TIMEOUT,
         encode: Callable[[Any], bytes] | None = None,
         max_lifetime: float | None = None,
         cors: CORS | None = None,
         open_timeout: float = OPEN_TIMEOUT,
         stop_at_end: bool = False,
-        items: ItemRules = "default",
+        items: ItemRules = ITEMS,
     ) -> None:
-        check_items(items)
-        all_headers = Headers(_DEFAULT_HEADERS)
-        if headers is not None:
-            extra = Headers(headers)
-            for name, _ in extra:
-                if is_hop_by_hop_header(name):
-                    msg = (
-                        f"Expected no hop-by-hop header in an event stream's headers, got "
-                        f"{name!r}: the server manages the connection (PEP 3333)"
-                    )
-                    raise ValueError(msg)
-            all_headers.update(extra)
+        options = StreamOptions(
+            ping=ping,
+            headers=headers,
+            status=status,
+            queue_size=queue_size,
+            runner=runner,
+            close_timeout=close_timeout,
+            encode=encode,
+            max_lifetime=max_lifetime,
+            cors=cors,
+            open_timeout=open_timeout,
+            stop_at_end=stop_at_end,
+            items=items,
+        )
+        self._setup(source, options)
+
+    @classmethod
+    def _from_options(
+        cls, source: Iterable[Any] | FrameSource, options: StreamOptions
+    ) -> EventStreamResponse:
+        """The response for ``source`` with ``options``, built by another entry point."""
+        response = cls.__new__(cls)
+        response._setup(source, options)
+        return response
+
+    def _setup(self, source: Iterable[Any] | FrameSource, options: StreamOptions) -> None:
+        """Build the response: the constructor's work, for every entry point."""
         flask = _active_flask()
+        if flask is not None:  # first, so that the app's class takes part in the construction
+            self.__class__ = _with_class(cast("type", type(self)), flask.current_app.response_class)
         frames: FrameSource
+        context: _StreamContext | None = None
         if callable(getattr(source, "read_frames", None)):
-            producer_options = (
-                ("queue_size", queue_size, 64),
-                ("runner", runner, "auto"),
-                ("close_timeout", close_timeout, 1.0),
-                ("encode", encode, None),
-                ("items", items, "default"),
-                ("stop_at_end", stop_at_end, False),
-            )
-            ignored = [name for name, value, default in producer_options if value != default]
+            ignored = options.producer_options_set()
             if ignored:
                 msg = (
                     f"{', '.join(ignored)} only apply to iterable sources, which run on a "
@@ -296,23 +473,15 @@ class EventStreamResponse(Response):
                 raise TypeError(msg)
             frames = source  # type: ignore[assignment]
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
-            context, teardown = _flask_context(flask) if flask is not None else (None, None)
-            if encode is None:
-                encode = item_encoder(items)
-            elif items != "default":
-                msg = (
-                    f"Expected either encode= or items=, got both (items={items!r}): items= "
-                    f"picks one of the built-in encoders"
-                )
-                raise TypeError(msg)
+            context = _StreamContext(flask) if flask is not None else None
             frames = Producer(
                 source,
-                encode,
-                runner=runner,
-                queue_size=queue_size,
-                close_timeout=close_timeout,
-                context=context,
-                teardown=teardown,
+                options.encoder(),
+                runner=options.runner,
+                queue_size=options.queue_size,
+                close_timeout=options.close_timeout,
+                context=None if context is None else context.context,
+                teardown=None if context is None else context.teardown,
             )
         else:
             msg = (
@@ -322,19 +491,27 @@ class EventStreamResponse(Response):
             raise TypeError(msg)
         stream = EventStream(
             frames,
-            ping=ping,
-            max_lifetime=max_lifetime,
-            open_timeout=open_timeout,
-            end_frame=_END_FRAME if stop_at_end else None,
+            ping=options.ping,
+            max_lifetime=options.max_lifetime,
+            open_timeout=options.open_timeout,
+            end_frame=_END_FRAME if options.stop_at_end else None,
         )
         # Outside Flask the Origin is known only when the response is called.
-        self._cors = None if flask is not None else cors
-        super().__init__(stream, status=status, headers=all_headers, direct_passthrough=True)
+        self._cors = None if flask is not None else options.cors
+        self._in_flask = flask is not None
+        super().__init__(
+            stream,
+            status=options.status,
+            headers=options.response_headers(),
+            direct_passthrough=True,
+        )
         stream.on_iter = functools.partial(_check_body, weakref.ref(self))
         if flask is not None:
-            if cors is not None:
-                add_to_flask_response(cors)
+            if options.cors is not None:
+                add_to_flask_response(options.cors)
             flask.after_this_request(self._close_unless_sent)
+            if context is not None:
+                context.push()
             # Before the view returns: what the source raises first is the view's error. Not a
             # generator wrapped by Flask's stream_with_context: it pushes the view's own request
             # and app contexts, which must not happen before the view pops them (Flask pops the
@@ -368,16 +545,18 @@ class EventStreamResponse(Response):
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Open the stream, then answer as a WSGI app; an ``HTTPException`` is the answer.
 
-        Not called in a Flask view (Flask calls its own ``response_class``), where the
-        constructor opened the stream already.
+        Built in a Flask request, the constructor opened the stream already: Flask calls this
+        with the view's context still pushed, where a ``stream_with_context`` source must not
+        start, and the view's error was the view's to answer.
         """
-        try:
-            self._open(environ, read_first=True)
-        except HTTPException as exc:
-            answer = exc.get_response(environ)
-            if self._cors is not None:
-                answer.headers.extend(self._cors.headers(environ.get("HTTP_ORIGIN")))
-            return answer(environ, start_response)
+        if not self._in_flask:
+            try:
+                self._open(environ, read_first=True)
+            except HTTPException as exc:
+                answer = exc.get_response(environ)
+                if self._cors is not None:
+                    answer.headers.extend(self._cors.headers(environ.get("HTTP_ORIGIN")))
+                return answer(environ, start_response)
         return super().__call__(environ, start_response)
 
     def _open(self, environ: WSGIEnvironment, *, read_first: bool) -> None:
@@ -407,15 +586,15 @@ def sse_response(
     ping: float | None = 15.0,
     headers: HeadersLike | None = None,
     status: int = 200,
-    queue_size: int = 64,
-    runner: RunnerKind = "auto",
-    close_timeout: float = 1.0,
+    queue_size: int = QUEUE_SIZE,
+    runner: RunnerKind = RUNNER,
+    close_timeout: float = CLOSE_TIMEOUT,
     encode: Callable[[Any], bytes] | None = None,
     max_lifetime: float | None = None,
     cors: CORS | None = None,
     open_timeout: float = OPEN_TIMEOUT,
     stop_at_end: bool = False,
-    items: ItemRules = "default",
+    items: ItemRules = ITEMS,
 ) -> EventStreamResponse:
     """Stream what ``source`` yields as Server-Sent Events.
 

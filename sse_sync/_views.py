@@ -26,8 +26,17 @@ from ._event import (
     is_views_event,
     sse_starlette_fields,
 )
-from ._items import ItemRules, check_items, item_encoder
-from ._response import HeadersLike, sse_response
+from ._items import ItemRules, item_encoder
+from ._response import (
+    CLOSE_TIMEOUT,
+    ITEMS,
+    QUEUE_SIZE,
+    RUNNER,
+    VIEW_ITEMS,
+    EventStreamResponse,
+    HeadersLike,
+    StreamOptions,
+)
 from ._runner import OPEN_TIMEOUT, RunnerKind
 
 __all__ = ["EventStreamView", "event_stream_route", "sse_view"]
@@ -59,13 +68,13 @@ def sse_view(
     *,
     ping: float | None = 15.0,
     headers: HeadersLike | None = None,
-    queue_size: int = 64,
-    runner: RunnerKind = "auto",
-    close_timeout: float = 1.0,
+    queue_size: int = QUEUE_SIZE,
+    runner: RunnerKind = RUNNER,
+    close_timeout: float = CLOSE_TIMEOUT,
     max_lifetime: float | None = None,
     schema: Any = None,
     cors: CORS | None = None,
-    items: ItemRules = "default",
+    items: ItemRules = ITEMS,
     open_timeout: float = OPEN_TIMEOUT,
     stop_at_end: bool = False,
 ) -> Callable[P, Response] | Callable[[Callable[P, Any]], Callable[P, Response]]:
@@ -83,15 +92,24 @@ def sse_view(
     A view that returns a :class:`~werkzeug.wrappers.Response` instead (say, a 403) is passed
     through unchanged. The other keyword arguments are those of :func:`sse_response`; with
     ``cors`` the view also answers preflight (``OPTIONS``) requests, and its other responses
-    get the CORS headers too. ``items`` (which peer's rules turn items into events) is checked
-    here, when the view is decorated.
+    get the CORS headers too. The options are checked here, when the view is decorated.
 
     :param schema: what the events' ``data`` is, for the API docs (:mod:`sse_sync.openapi`):
         a pydantic model or any type pydantic describes, or a mapping of event name to such a
         type for a stream of several named events. It is recorded on the view, not enforced;
         without it the docs read the generator's return annotation (``Iterator[Item]``).
     """
-    check_items(items)
+    options = StreamOptions(
+        ping=ping,
+        headers=headers,
+        queue_size=queue_size,
+        runner=runner,
+        close_timeout=close_timeout,
+        max_lifetime=max_lifetime,
+        items=items,
+        open_timeout=open_timeout,
+        stop_at_end=stop_at_end,
+    )
 
     def decorate(view: Callable[P, Any]) -> Callable[P, Response]:
         @functools.wraps(view)
@@ -99,18 +117,7 @@ def sse_view(
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
-            return sse_response(
-                result,
-                ping=ping,
-                headers=headers,
-                queue_size=queue_size,
-                runner=runner,
-                close_timeout=close_timeout,
-                max_lifetime=max_lifetime,
-                items=items,
-                open_timeout=open_timeout,
-                stop_at_end=stop_at_end,
-            )
+            return EventStreamResponse._from_options(result, options)
 
         wrapper.__sse_schema__ = schema  # type: ignore[attr-defined]
         return wrapper if cors is None else cors_view(wrapper, cors)
@@ -264,15 +271,15 @@ class EventStreamView(View):
     #: pydantic model (or type) each event's data must match; ``None`` validates nothing.
     schema: ClassVar[Any] = None
     #: Which rules turn items into events; see :func:`sse_response`.
-    items: ClassVar[ItemRules] = "fastapi-views"
+    items: ClassVar[ItemRules] = VIEW_ITEMS
     #: Reconnection time (ms) sent to clients once, with the first event; ``None``: not sent.
     retry: ClassVar[int | None] = None
     #: Passed to :func:`sse_response`; see there.
     ping: ClassVar[float | None] = 15.0
     headers: ClassVar[HeadersLike | None] = None
-    queue_size: ClassVar[int] = 64
-    runner: ClassVar[RunnerKind] = "auto"
-    close_timeout: ClassVar[float] = 1.0
+    queue_size: ClassVar[int] = QUEUE_SIZE
+    runner: ClassVar[RunnerKind] = RUNNER
+    close_timeout: ClassVar[float] = CLOSE_TIMEOUT
     max_lifetime: ClassVar[float | None] = None
     open_timeout: ClassVar[float] = OPEN_TIMEOUT
     stop_at_end: ClassVar[bool] = False
@@ -317,17 +324,21 @@ class EventStreamView(View):
             # Validated here, not when the stream starts: a bad retry is the view's bug.
             retry = b"" if cls.retry is None else ServerSentEvent(retry=cls.retry).encode()
             source = self._frames(source, schema, retry)
-        return sse_response(
-            source,
-            ping=self.ping,
-            headers=self.headers,
-            queue_size=self.queue_size,
-            runner=self.runner,
-            close_timeout=self.close_timeout,
-            max_lifetime=self.max_lifetime,
+        return EventStreamResponse._from_options(source, cls._options())
+
+    @classmethod
+    def _options(cls) -> StreamOptions:
+        """The stream options the class attributes set (checked)."""
+        return StreamOptions(
+            ping=cls.ping,
+            headers=cls.headers,
+            queue_size=cls.queue_size,
+            runner=cls.runner,
+            close_timeout=cls.close_timeout,
+            max_lifetime=cls.max_lifetime,
             items=cls.items,
-            open_timeout=self.open_timeout,
-            stop_at_end=self.stop_at_end,
+            open_timeout=cls.open_timeout,
+            stop_at_end=cls.stop_at_end,
         )
 
     def _frames(self, source: Iterable[Any], schema: Any, retry: bytes) -> Iterator[bytes]:
@@ -411,7 +422,7 @@ class EventStreamView(View):
             ``endpoint + "_" + method name``.
         :param options: passed on to ``add_url_rule``.
         """
-        check_items(cls.items)
+        cls._options()  # a bad option fails here, not at the first request
         name = endpoint or re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
         app.add_url_rule(rule, view_func=cls.as_view(name), **options)
         for attr in dir(cls):

@@ -215,6 +215,19 @@ def test_cors_config_that_cannot_work_is_refused(
         SSE(make_app(**config))
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"SSE_PING": 0}, "SSE_PING=0, SSE_MAX_LIFETIME=None: Expected ping to be finite"),
+        ({"SSE_MAX_LIFETIME": "1h"}, "SSE_MAX_LIFETIME='1h': Expected max_lifetime to be"),
+    ],
+)
+def test_stream_options_that_cannot_work_are_refused(config: dict[str, Any], message: str) -> None:
+    """SSE_PING and SSE_MAX_LIFETIME are checked at init_app, as every stream's options are."""
+    with pytest.raises(ValueError, match=message):
+        SSE(make_app(**config))
+
+
 def test_cors_preflight() -> None:
     """OPTIONS answers a preflight allowing GET with the headers asked for."""
     app = make_app(SSE_CORS_ORIGINS=["https://a.example"])

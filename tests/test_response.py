@@ -8,15 +8,26 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import flask
 import pytest
-from flask import Flask, g, request, request_tearing_down, url_for
+from flask import (
+    Flask,
+    appcontext_popped,
+    appcontext_pushed,
+    g,
+    request,
+    request_tearing_down,
+    url_for,
+)
 from pydantic import BaseModel
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from sse_sync import (
+    SSE,
     EventStreamResponse,
     EventStreamView,
+    MemoryBroker,
     ServerSentEvent,
     event_stream_route,
     sse_response,
@@ -255,12 +266,26 @@ def test_event_stream_route_needs_a_slash() -> None:
 
 def test_producer_options_are_rejected_for_a_subscription() -> None:
     """Options that only a producer uses are a TypeError with a source read directly."""
-    from sse_sync import MemoryBroker
-
     subscription = MemoryBroker().subscribe("news")
     sse_response(subscription, ping=5, max_lifetime=60)  # these apply to every stream
     with pytest.raises(TypeError, match="queue_size, runner only apply to iterable sources"):
         sse_response(subscription, queue_size=8, runner="thread")
+
+
+@pytest.mark.parametrize(
+    "option", [{"queue_size": 64}, {"runner": "auto"}, {"close_timeout": 1.0}, {"items": "default"}]
+)
+def test_producer_options_at_their_default_value_are_rejected_too(option: dict[str, Any]) -> None:
+    """A producer's option passed with a subscription is refused even at its default value."""
+    [name] = option
+    with pytest.raises(TypeError, match=f"^{name} only apply to iterable sources"):
+        sse_response(MemoryBroker().subscribe("news"), **option)
+
+
+def test_encode_with_items_at_its_default_value_is_refused() -> None:
+    """encode= replaces the items rules: both together are a TypeError, whatever items says."""
+    with pytest.raises(TypeError, match="Expected either encode= or items="):
+        sse_response(iter([1]), encode=lambda item: b"data: x\n\n", items="default")
 
 
 def test_view_helpers_pass_stream_options() -> None:
@@ -386,3 +411,125 @@ def test_the_source_reads_the_views_g_and_leaves_its_teardown_to_the_view() -> N
     assert body(response) == b'data: "view\'s connection"\n\ndata: null\n\n'
     response.close()
     assert calls == [("MainThread", "view's connection"), ("sse_sync-producer", None)]
+
+
+def test_after_request_hooks_see_an_event_stream_response() -> None:
+    """Flask keeps every entry point's stream an EventStreamResponse for after_request hooks."""
+    app = Flask(__name__)
+    app.config["SSE_PUBLIC_CHANNELS"] = "*"
+    SSE(app)
+    seen: dict[str, bool] = {}
+
+    @app.after_request
+    def look(response: flask.Response) -> flask.Response:
+        seen[request.path] = isinstance(response, EventStreamResponse)
+        return response
+
+    @app.get("/view")
+    def view() -> Any:
+        return sse_response(iter([1]), ping=None)
+
+    @app.get("/decorated")
+    @sse_view(ping=None)
+    def decorated() -> Iterator[int]:
+        yield 1
+
+    class Stream(EventStreamView):
+        ping = None
+
+        def events(self) -> Iterator[int]:
+            yield 1
+
+    Stream.register(app, "/class")
+    app.get("/plain")(lambda: "not a stream")
+    client = app.test_client()
+    for path in ("/view", "/decorated", "/class", "/stream?channel=news", "/plain"):
+        response = client.get(path, buffered=False)
+        response.close()
+    assert seen == {
+        "/view": True,
+        "/decorated": True,
+        "/class": True,
+        "/stream": True,
+        "/plain": False,
+    }
+
+
+def test_the_apps_response_class_is_a_base_of_its_streams() -> None:
+    """A stream built in a view is also of the app's response_class, whose behaviour applies."""
+
+    class Tagged(flask.Response):
+        def get_wsgi_headers(self, environ: Any) -> Any:
+            headers = super().get_wsgi_headers(environ)
+            headers["X-Tagged"] = type(self).__name__
+            return headers
+
+    app = Flask(__name__)
+    app.response_class = Tagged
+    kinds: list[tuple[bool, bool]] = []
+
+    @app.after_request
+    def look(response: flask.Response) -> flask.Response:
+        kinds.append((isinstance(response, Tagged), isinstance(response, EventStreamResponse)))
+        return response
+
+    @app.get("/s")
+    def stream() -> Any:
+        return sse_response(iter([1]), ping=None)
+
+    response = app.test_client().get("/s", buffered=False)
+    assert body(response) == b"data: 1\n\n"
+    assert response.headers["X-Tagged"] == "EventStreamResponse"
+    assert response.mimetype == "text/event-stream"
+    assert kinds == [(True, True)]
+    response.close()
+
+
+def test_the_streams_app_context_is_pushed_in_the_view_and_popped_at_its_end() -> None:
+    """The stream's own app context sends appcontext_pushed in the view, _popped at its end."""
+    app = Flask(__name__)
+    signals: list[tuple[str, str]] = []
+
+    def on_pushed(sender: Flask, **extra: Any) -> None:
+        signals.append(("pushed", threading.current_thread().name))
+
+    def on_popped(sender: Flask, **extra: Any) -> None:
+        signals.append(("popped", threading.current_thread().name))
+
+    @app.get("/s")
+    def stream() -> Any:
+        signals.clear()  # from the view's own context on: the stream's come next
+        return sse_response(iter([1]), ping=None)
+
+    with appcontext_pushed.connected_to(on_pushed, app):
+        with appcontext_popped.connected_to(on_popped, app):
+            response = app.test_client().get("/s", buffered=False)
+            assert body(response) == b"data: 1\n\n"
+            response.close()
+    assert ("pushed", "MainThread") in signals
+    assert ("popped", "sse_sync-producer") in signals
+    assert signals.index(("pushed", "MainThread")) < signals.index(("popped", "sse_sync-producer"))
+
+
+def test_the_streams_g_is_of_the_apps_globals_class() -> None:
+    """An app's own app_ctx_globals_class makes the stream's g too, reading the view's values."""
+    app = Flask(__name__)
+
+    class Globals(app.app_ctx_globals_class):  # type: ignore[name-defined,misc]
+        def language(self) -> str:
+            return str(self.get("lang", "en"))
+
+    app.app_ctx_globals_class = Globals
+
+    @app.get("/s")
+    def stream() -> Any:
+        g.lang = "fr"
+
+        def gen() -> Iterator[Any]:
+            yield {"own": isinstance(g._get_current_object(), Globals), "lang": g.language()}
+
+        return sse_response(gen(), ping=None)
+
+    response = app.test_client().get("/s", buffered=False)
+    assert body(response) == b'data: {"own":true,"lang":"fr"}\n\n'
+    response.close()

@@ -12,7 +12,8 @@ from flask import Flask
 from pydantic import BaseModel
 from werkzeug.test import TestResponse
 
-from sse_sync import EventStreamView, ServerSentEvent, event_stream_route, sse_view
+from sse_sync import EventStreamView, MemoryBroker, ServerSentEvent, event_stream_route, sse_view
+from sse_sync.testing import read_events
 
 
 class Price(BaseModel):
@@ -250,3 +251,49 @@ def test_unknown_items_rules_are_rejected() -> None:
         Wrong.register(Flask(__name__), "/wrong")
     with pytest.raises(ValueError, match="got 'views'"):
         sse_view(items="views")  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"ping": 0}, "Expected ping to be finite seconds > 0 or None, got 0"),
+        ({"queue_size": 0}, "Expected queue_size to be an int >= 1, got 0"),
+        ({"runner": "fiber"}, "Expected runner to be 'auto', 'greenlet' or 'thread'"),
+        ({"close_timeout": -1}, "Expected close_timeout to be finite seconds >= 0"),
+        ({"headers": {"Connection": "close"}}, "Expected no hop-by-hop header"),
+    ],
+)
+def test_bad_options_fail_where_the_view_is_defined(option: dict[str, Any], message: str) -> None:
+    """A bad stream option fails at decoration or at register(), not at the first request."""
+    with pytest.raises(ValueError, match=message):
+        sse_view(**option)
+    view = type("View", (EventStreamView,), option)
+    with pytest.raises(ValueError, match=message):
+        view.register(Flask(__name__), "/view")
+
+
+def test_views_stream_a_subscription_their_view_returns() -> None:
+    """@sse_view and EventStreamView stream a broker subscription: no producer option is set."""
+    app = Flask(__name__)
+    broker = MemoryBroker()
+
+    @app.get("/decorated")
+    @sse_view(open_timeout=0.01)
+    def decorated() -> Any:
+        return broker.subscribe("news")
+
+    class News(EventStreamView):
+        open_timeout = 0.01
+
+        def events(self) -> Any:
+            return broker.subscribe("news")
+
+    News.register(app, "/class")
+    client = app.test_client()
+    for path in ("/decorated", "/class"):
+        response = client.get(path, buffered=False)  # after the subscription's first read
+        assert response.status_code == 200
+        broker.publish("news", path)
+        [event] = read_events(response, 1)
+        assert event.json() == path
+        response.close()

@@ -67,6 +67,14 @@ def starlette() -> Iterator[dict[str, object]]:
 
 
 frames: EventStreamResponse = sse_response(iter(["data: x\n\n"]), items="default")
+direct = EventStreamResponse(iter([1]), queue_size=64, runner="auto", close_timeout=1.0)
+
+
+@app.after_request
+def leave_streams_alone(response: Response) -> Response:
+    if isinstance(response, EventStreamResponse):
+        response.headers["X-Stream"] = "1"
+    return response
 
 
 response: Response = ticks()
