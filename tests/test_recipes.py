@@ -1,4 +1,4 @@
-"""docs/recipes.md quotes examples/chat.py and its page exactly, so the recipe cannot drift."""
+"""docs/tutorials/token-stream.md quotes examples/chat.py and its page exactly, so the recipe cannot drift."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .conftest import ROOT
 
 
 def _blocks(language: str) -> list[str]:
-    text = (ROOT / "docs" / "recipes.md").read_text()
+    text = (ROOT / "docs" / "tutorials" / "token-stream.md").read_text()
     return re.findall(rf"```{language}\n(.*?)```", text, re.S)
 
 
