@@ -49,7 +49,7 @@ def sphinx_command(output: Path = DOCS_HTML) -> list[str]:
     """The command that builds the site into ``output``: every warning an error, every
     cross-reference resolved (``-n``), and all problems reported at once (``--keep-going``)."""
     sphinx = [str(PYTHON), "-m", "sphinx", "-W", "-n", "--keep-going", "-q", "-b", "html"]
-    return [*sphinx, str(DOCS), str(output)]
+    return [*sphinx, "-d", str(output.parent / "doctrees"), str(DOCS), str(output)]
 
 
 def _docs(argv: list[str]) -> int:

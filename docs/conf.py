@@ -1,4 +1,4 @@
-"""Sphinx configuration of the sse_sync documentation (``python3 dev.py docs`` builds and serves it).
+"""Sphinx configuration of the sse_sync docs (``python3 dev.py docs`` builds and serves them).
 
 Why Sphinx, with the Pallets theme: the docstrings are Pallets-style reST, so autodoc renders the
 API reference from them as Flask's and Werkzeug's are rendered, in the look Flask users know;
