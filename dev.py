@@ -3,9 +3,14 @@
 
     python3 dev.py demo          # the main demo on http://127.0.0.1:8000 (gunicorn, gevent worker)
     python3 dev.py test [ARGS]   # the whole test suite (ARGS go to pytest)
+    python3 dev.py docs          # build the documentation site, serve it on http://127.0.0.1:8001
+    python3 dev.py docs --no-serve   # only build it, into docs/_build/html
 
-Both create ``.venv`` beside this file on first use and install the package with its
-``test`` extra into it; they reinstall when ``pyproject.toml`` changes.
+Each creates ``.venv`` beside this file on first use and installs the package with its
+``test`` extra into it (which includes the ``docs`` extra); they reinstall when
+``pyproject.toml`` changes. ``docs`` builds with warnings as errors, as the test suite does;
+``SSE_SYNC_DOCS_BIND`` (``host:port``) changes where it serves, as ``SSE_SYNC_DEMO_BIND`` does
+for the demo.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+DOCS = ROOT / "docs"
+DOCS_HTML = DOCS / "_build" / "html"
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
@@ -38,12 +45,40 @@ def _ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
+def sphinx_command(output: Path = DOCS_HTML) -> list[str]:
+    """The command that builds the site into ``output``: every warning an error, every
+    cross-reference resolved (``-n``), and all problems reported at once (``--keep-going``)."""
+    sphinx = [str(PYTHON), "-m", "sphinx", "-W", "-n", "--keep-going", "-q", "-b", "html"]
+    return [*sphinx, "-d", str(output.parent / "doctrees"), str(DOCS), str(output)]
+
+
+def _docs(argv: list[str]) -> int:
+    if argv not in ([], ["--no-serve"]):
+        print(__doc__, file=sys.stderr)
+        return 2
+    if subprocess.call(sphinx_command()) != 0:
+        print("dev.py: the documentation did not build (warnings are errors)", file=sys.stderr)
+        return 1
+    print(f"dev.py: built {DOCS_HTML / 'index.html'}", flush=True)
+    if argv:
+        return 0
+    host, _, port = os.environ.get("SSE_SYNC_DOCS_BIND", "127.0.0.1:8001").rpartition(":")
+    print(f"dev.py: serving the docs on http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
+    serve = [sys.executable, "-m", "http.server", port, "--bind", host]
+    return subprocess.call([*serve, "--directory", str(DOCS_HTML)])
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test"}:
+    if not argv or argv[0] not in {"demo", "test", "docs"}:
         print(__doc__, file=sys.stderr)
         return 2
     _ensure_venv()
     os.chdir(ROOT)
+    if argv[0] == "docs":
+        try:
+            return _docs(argv[1:])
+        except KeyboardInterrupt:
+            return 130
     if argv[0] == "demo":
         bind = os.environ.get("SSE_SYNC_DEMO_BIND", "127.0.0.1:8000")
         print(f"dev.py: serving the demo on http://{bind}/ (Ctrl+C stops it)", flush=True)

@@ -16,7 +16,7 @@ closes the upstream stream, so a paid model stops generating within a second.
 
 ``FakeLLM`` stands for a blocking SDK client (OpenAI's, Anthropic's, ...): its streams yield
 tokens with small blocking sleeps and can be closed, and it records when each one was
-opened and closed (``llm.calls``). See docs/recipes.md for the whole explanation.
+opened and closed (``llm.calls``). See docs/tutorials/token-stream.md for the whole explanation.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class MessageEvent:
     retry: int | None = None
 
     def json(self) -> Any:
-        """Return :attr:`data` decoded as JSON (what ``ServerSentEvent(data=...)`` sends)."""
+        """Return ``data`` decoded as JSON (what ``ServerSentEvent(data=...)`` sends)."""
         return json.loads(self.data)
 
 

@@ -201,7 +201,7 @@ class EventSource:
     :param timeout: seconds, or an :class:`httpx.Timeout`. A float limits connecting and each
         read: set it above the server's ping interval and a dead connection is found (and
         reconnected) after that long. ``None`` (the default) allows
-        :data:`DEFAULT_CONNECT_TIMEOUT` seconds to connect and waits for ever for the next
+        ``DEFAULT_CONNECT_TIMEOUT`` seconds to connect and waits for ever for the next
         read, like a browser, since a stream may be quiet for a long time. With ``client=``,
         ``None`` means the client's own timeout.
     :param auth: an httpx auth (``("user", "password")`` for basic auth, or an

@@ -132,8 +132,8 @@ def read_events(
 def override_ping(seconds: float | None) -> Iterator[None]:
     """Within this block, event streams created here ping every ``seconds`` (``None``: never).
 
-    It wins over the ``ping=`` a view passes to :func:`sse_response`, so a test can see pings
-    (or silence) quickly. Scoped to the current context: other threads are not affected.
+    It wins over the ``ping=`` a view passes to :func:`~sse_sync.sse_response`, so a test can
+    see pings (or silence) quickly. Scoped to the current context: other threads are not affected.
     """
     check_seconds(seconds, "ping")
     token = PING_OVERRIDE.set((seconds,))

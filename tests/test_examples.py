@@ -1,4 +1,4 @@
-"""Every example app streams what its README section shows (read through the test client)."""
+"""Every example app streams what docs/examples.md shows (read through the test client)."""
 
 from __future__ import annotations
 
