@@ -13,11 +13,13 @@ from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import EventStreamResponse, sse_response
 from ._runner import FrameSource, StreamClosed, stream_closed, wait_closed
+from ._server import ClientConnection
 from ._views import EventStreamView, event_stream_route, sse_view
 
 __all__ = [
     "Broker",
     "CORS",
+    "ClientConnection",
     "EventStreamResponse",
     "EventStreamView",
     "FrameSource",

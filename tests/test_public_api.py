@@ -9,6 +9,7 @@ import sse_sync
 
 CONTRACT = {
     "CORS",
+    "ClientConnection",
     "Broker",
     "EventStreamResponse",
     "EventStreamView",
