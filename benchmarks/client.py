@@ -806,6 +806,7 @@ def scenario_sustained(
     factor: float,
     step: float,
     max_steps: int,
+    patience: int,
     refine: int,
     p99_ms: float,
     drain: float,
@@ -819,12 +820,13 @@ def scenario_sustained(
     connection at its time, answered or not), then waits up to ``drain`` seconds for the last
     deliveries. A step *passes* when every (subscriber, event) pair arrived, once, with p99
     latency under ``p99_ms``, and the client kept the pace (95 %). Rates start at ``start_rate``
-    and grow by ``factor`` while steps pass; a failed step is run once more (a shared machine
-    hiccups), then ``refine`` steps bisect (geometrically) between the best passing rate and the
-    lowest failing one. ``max_deliveries_per_s`` is the best passing rate (0: not even the
-    first); the steps are all in ``steps``, each with the server's CPU over the step and its
-    drain (``utime + stime`` of ``pids``: publishes and deliveries alike). ``run.py`` passes
-    every parameter of the search (its ``SUSTAINED_DEFAULTS``, or the case's).
+    and grow by ``factor`` (``max_steps`` rates at most) until ``patience`` rates in a row
+    failed; a failed step is run once more (a shared machine hiccups). Then ``refine`` steps
+    bisect (geometrically) between the best passing rate and the next one, which failed.
+    ``max_deliveries_per_s`` is the best passing rate (0: not even the first); the steps are all
+    in ``steps``, each with the server's CPU over the step and its drain (``utime + stime`` of
+    ``pids``: publishes and deliveries alike). ``run.py`` passes every parameter of the search
+    (its ``SUSTAINED_DEFAULTS``, or the case's).
     """
     pool, subs, publisher, warm, setup_s = _subscribe(port, channel, subscribers, warmup_timeout)
     server_fds = fd_count(pids)
@@ -895,18 +897,22 @@ def scenario_sustained(
 
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    failed: dict[str, Any] | None = None
+    failed: dict[str, Any] | None = None  # the lowest failing rate above the best
     rate = start_rate
+    misses = 0
     for _ in range(max_steps):
         result = run_step(rate)
         steps.append(result)
         if not result["passed"]:
             result = run_step(rate)
             steps.append(result)
-        if not result["passed"]:
-            failed = result
-            break
-        best = result
+        if result["passed"]:
+            best, failed, misses = result, None, 0
+        else:
+            failed = failed or result
+            misses += 1
+            if misses == patience:
+                break
         rate *= factor
     if best is not None and failed is not None:
         low, high = best["deliveries_per_s"], failed["deliveries_per_s"]

@@ -174,6 +174,7 @@ SUSTAINED_DEFAULTS: dict[str, Any] = {
     "factor": 1.5,
     "step": 3.0,
     "max_steps": 14,
+    "patience": 2,
     "refine": 2,
     "p99_ms": 100.0,
     "drain": 2.0,
