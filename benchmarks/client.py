@@ -12,6 +12,7 @@ Sockets are closed with an RST (``SO_LINGER`` 0) so that thousands of them leave
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -67,6 +68,7 @@ class Stream:
         "track",
         "seqs",
         "hits",
+        "floor",
         "t_start",
         "t_first_byte",
         "t_first_event",
@@ -91,7 +93,8 @@ class Stream:
         self.events = 0
         self.track = track
         self.seqs: list[tuple[int, float]] = []
-        self.hits = 0  # tracked events with seq >= 0
+        self.hits = 0  # tracked events with seq >= floor
+        self.floor = 0
         self.t_start = 0.0
         self.t_first_byte = 0.0
         self.t_first_event = 0.0
@@ -186,7 +189,7 @@ class Stream:
                 for m in _SEQ.findall(complete):
                     seq = int(m)
                     self.seqs.append((seq, now))
-                    if seq >= 0:
+                    if seq >= self.floor:
                         self.hits += 1
 
     @property
@@ -223,6 +226,7 @@ class Pool:
         self.connecting = 0
         self.open = 0
         self.connect_errors = 0
+        self.last_read = 0.0  # perf_counter of the last read that brought bytes
         self.handlers: dict[int, Callable[[int], None]] = {}
 
     def add(self, path: str, count: int, *, track: bool = False) -> list[Stream]:
@@ -307,6 +311,7 @@ class Pool:
                 chunk = b""
             now = time.perf_counter()
             if chunk:
+                self.last_read = now
                 stream.feed(chunk, now)
             if not chunk or stream.ended or stream.error:
                 if not chunk and not stream.chunked and stream.in_body:
@@ -392,6 +397,38 @@ def fd_count(pids: list[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def os_threads(pids: list[int]) -> int:
+    """OS threads of ``pids`` together (``Threads:`` of ``/proc/<pid>/status``)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("Threads:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def server_stats(port: int) -> dict[str, Any]:
+    """The server's ``GET /stats`` (live greenlets, ping interval); ``{}`` where it has none."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/stats")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+    except OSError:
+        return {}
+    if response.status != 200:
+        return {}
+    return dict(json.loads(body))
 
 
 def redis_clients(port: int) -> int:
@@ -483,7 +520,15 @@ def scenario_idle(
     window: float = 5.0,
     connect_timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """``streams`` idle streams: how many are held, server RSS per stream, CPU per ping."""
+    """``streams`` idle streams: how many are held, server RSS and CPU, greenlets and threads.
+
+    The window starts once every stream got its first bytes (and 1.2 s more, so that each
+    saw a ping at 1 s pings); a stream is held if it got a ping in the window, so the window
+    must be longer than the ping interval. CPU is the worker's ``utime + stime`` over the
+    window: ``cpu_percent`` of one core, and per 1,000 streams. Greenlets are counted by the
+    server (``GET /stats``) before the streams and after the window, outside it.
+    """
+    before_stats = server_stats(port)
     rss_before = rss_bytes(pids)
     pool = Pool(port)
     opened = pool.add(path, streams)
@@ -503,15 +548,21 @@ def scenario_idle(
     elapsed = time.perf_counter() - t0
     rss_after = rss_bytes(pids)
     fds = fd_count(pids)
+    threads = os_threads(pids)
     pings = sum(s.pings - b for s, b in zip(opened, before, strict=True))
     held = sum(1 for s, b in zip(opened, before, strict=True) if s.pings > b and not s.closed)
+    after_stats = server_stats(port) if held else {}
     pool.close_all()
     cpu = cpu1 - cpu0
+    greenlets = after_stats.get("greenlets")
+    greenlets_before = before_stats.get("greenlets")
     return {
         "ok": held == streams,
         "streams": streams,
         "held": held,
         "ramp_s": ramp,
+        "window_s": elapsed,
+        "server_ping_s": before_stats.get("ping"),
         "rss_before_mib": rss_before / 2**20,
         "rss_after_mib": rss_after / 2**20,
         "rss_per_stream_kib": (rss_after - rss_before) / streams / 1024,
@@ -519,7 +570,13 @@ def scenario_idle(
         "pings_per_stream_per_s": pings / streams / elapsed,
         "cpu_s": cpu,
         "cpu_percent": 100 * cpu / elapsed,
+        "cpu_percent_per_1000": 100 * cpu / elapsed / streams * 1000,
         "cpu_us_per_ping": 1e6 * cpu / pings if pings else None,
+        "greenlets": greenlets,
+        "greenlets_per_stream": (greenlets - greenlets_before) / streams
+        if greenlets is not None and greenlets_before is not None
+        else None,
+        "os_threads": threads,
         "server_fds": fds,
         "errors": _errors(opened),
     }
@@ -581,6 +638,77 @@ class _Publisher:
         _close(sock)
 
 
+def _subscribe(
+    port: int, channel: str, subscribers: int, timeout: float
+) -> tuple[Pool, list[Stream], _Publisher, int, float]:
+    """Connect ``subscribers`` streams to ``channel`` and warm them up.
+
+    Warm-up events (negative ``seq``) are published every 0.5 s until every subscriber has
+    received one, so that no subscriber still being set up counts as a loss. Returns the pool,
+    the streams (their warm-up events forgotten), the publisher, how many subscribers got a
+    warm-up event and the seconds all this took.
+    """
+    pool = Pool(port)
+    subs = pool.add(f"/sub?channel={channel}", subscribers, track=True)
+    publisher = _Publisher(pool, channel)
+    start = time.perf_counter()
+    pool.run(start + timeout, lambda: not pool.waiting and pool.connecting == 0)
+    warm_seq = -1
+    while time.perf_counter() < start + timeout:
+        publisher.publish(warm_seq)
+        warm_seq -= 1
+        if pool.run(time.perf_counter() + 0.5, lambda: all(s.seqs or s.closed for s in subs)):
+            break
+    warm = sum(1 for s in subs if s.seqs and not s.closed)
+    for s in subs:
+        s.seqs.clear()
+        s.hits = 0
+    return pool, subs, publisher, warm, time.perf_counter() - start
+
+
+def _not_set_up(subscribers: int, warm: int, setup_s: float, timeout: float) -> dict[str, Any]:
+    """The result of a run whose server could not even hold its subscribers."""
+    return {
+        "ok": False,
+        "subscribers": subscribers,
+        "warm_subscribers": warm,
+        "setup_s": setup_s,
+        "error": f"only {warm:,} of {subscribers:,} subscribers set up in {timeout:g} s",
+    }
+
+
+def _tally(
+    subs: list[Stream], sent: dict[int, float], first: int, count: int
+) -> tuple[list[float], int, int, int]:
+    """Events ``first`` to ``first + count - 1`` as the subscribers got them.
+
+    Returns the latency of every (subscriber, event) pair that arrived (from the start of its
+    publish request to the read that brought it), how many pairs were lost (never arrived),
+    duplicated, and out of order. Other events (warm-up, other steps) are ignored.
+    """
+    end = first + count
+    latencies: list[float] = []
+    duplicates = 0
+    out_of_order = 0
+    lost = 0
+    for s in subs:
+        seen: set[int] = set()
+        last = first - 1
+        for seq, t in s.seqs:
+            if seq < first or seq >= end:
+                continue
+            if seq in seen:
+                duplicates += 1
+                continue
+            if seq < last:
+                out_of_order += 1
+            last = seq
+            seen.add(seq)
+            latencies.append(t - sent[seq])
+        lost += count - len(seen)
+    return latencies, lost, duplicates, out_of_order
+
+
 def scenario_fanout(
     port: int,
     subscribers: int,
@@ -603,35 +731,12 @@ def scenario_fanout(
     Latency is from the moment the client starts the publish request to the read that brings
     the event, for every (subscriber, event) pair.
     """
-    pool = Pool(port)
-    subs = pool.add(f"/sub?channel={channel}", subscribers, track=True)
-    publisher = _Publisher(pool, channel)
-    start = time.perf_counter()
-    pool.run(start + warmup_timeout, lambda: not pool.waiting and pool.connecting == 0)
-    warm_seq = -1
-    warm_until = start + warmup_timeout
-    while time.perf_counter() < warm_until:
-        publisher.publish(warm_seq)
-        warm_seq -= 1
-        if pool.run(time.perf_counter() + 0.5, lambda: all(s.seqs or s.closed for s in subs)):
-            break
-    warm = sum(1 for s in subs if s.seqs and not s.closed)
-    setup_s = time.perf_counter() - start
+    pool, subs, publisher, warm, setup_s = _subscribe(port, channel, subscribers, warmup_timeout)
     server_fds = fd_count(pids)
     redis_conns = redis_clients(redis_port) if redis_port else None
     if warm < subscribers:  # the server could not even hold them: nothing to measure
         pool.close_all()
-        return {
-            "ok": False,
-            "subscribers": subscribers,
-            "warm_subscribers": warm,
-            "setup_s": setup_s,
-            "server_fds": server_fds,
-            "error": f"only {warm:,} of {subscribers:,} subscribers set up in {warmup_timeout:g} s",
-        }
-    for s in subs:
-        s.seqs.clear()
-        s.hits = 0
+        return _not_set_up(subscribers, warm, setup_s, warmup_timeout) | {"server_fds": server_fds}
     total = subscribers * publishes
     received = 0
 
@@ -664,25 +769,7 @@ def scenario_fanout(
         pool.pump(min(0.01, max(0.0, wake - now)))
     # Let late duplicates show up, and the publish responses come back.
     pool.run(time.perf_counter() + 0.3, lambda: False)
-    latencies: list[float] = []
-    duplicates = 0
-    out_of_order = 0
-    lost = 0
-    for s in subs:
-        seen: set[int] = set()
-        last = -1
-        for seq, t in s.seqs:
-            if seq < 0:
-                continue  # a late warm-up event
-            if seq in seen:
-                duplicates += 1
-                continue
-            if seq < last:
-                out_of_order += 1
-            last = seq
-            seen.add(seq)
-            latencies.append(t - publisher.sent[seq])
-        lost += publishes - len(seen)
+    latencies, lost, duplicates, out_of_order = _tally(subs, publisher.sent, 0, publishes)
     pool.close_all()
     return {
         "ok": lost == 0
@@ -706,6 +793,159 @@ def scenario_fanout(
         "server_fds": server_fds,
         "redis_connections": redis_conns,
         "errors": _errors(subs),
+    }
+
+
+def scenario_sustained(
+    port: int,
+    subscribers: int,
+    pids: list[int],
+    channel: str,
+    *,
+    start_rate: float,
+    factor: float,
+    step: float,
+    max_steps: int,
+    patience: int,
+    refine: int,
+    p99_ms: float,
+    drain: float,
+    warmup_timeout: float = 30.0,
+) -> dict[str, Any]:
+    """The most deliveries per second one server holds: p99 under ``p99_ms``, nothing lost.
+
+    A delivery is one event reaching one subscriber, so a rate of ``R`` deliveries/s is
+    ``R / subscribers`` publishes/s to the ``subscribers`` streams of one channel. A step search:
+    each step publishes at a steady rate for ``step`` seconds (open loop: each publish on its own
+    connection at its time, answered or not), then waits up to ``drain`` seconds for the last
+    deliveries. A step *passes* when every (subscriber, event) pair arrived, once, with p99
+    latency under ``p99_ms``, and the client kept the pace (95 %). Rates start at ``start_rate``
+    and grow by ``factor`` (``max_steps`` rates at most) until ``patience`` rates in a row
+    failed; a failed step is run once more (a shared machine hiccups). Then ``refine`` steps
+    bisect (geometrically) between the best passing rate and the next one, which failed.
+    ``max_deliveries_per_s`` is the best passing rate (0: not even the first); the steps are all
+    in ``steps``, each with the server's CPU over the step and its drain (``utime + stime`` of
+    ``pids``: publishes and deliveries alike). ``run.py`` passes every parameter of the search
+    (its ``SUSTAINED_DEFAULTS``, or the case's).
+    """
+    pool, subs, publisher, warm, setup_s = _subscribe(port, channel, subscribers, warmup_timeout)
+    server_fds = fd_count(pids)
+    if warm < subscribers:
+        pool.close_all()
+        return _not_set_up(subscribers, warm, setup_s, warmup_timeout) | {"server_fds": server_fds}
+    next_seq = 0
+
+    def quiet() -> bool:
+        return not publisher.pending and time.perf_counter() - pool.last_read > 0.3
+
+    def run_step(rate: float) -> dict[str, Any]:
+        nonlocal next_seq
+        pool.run(time.perf_counter() + 10, quiet)  # what a failed step left in flight
+        per_s = rate / subscribers
+        count = max(2, round(per_s * step))
+        first = next_seq
+        next_seq += count
+        for s in subs:
+            s.seqs.clear()
+            s.hits = 0
+            s.floor = first
+        cpu0 = cpu_seconds(pids)
+        t0 = time.perf_counter()
+        sent = 0
+        while sent < count:
+            now = time.perf_counter()
+            due = t0 + sent / per_s
+            burst = 0
+            while sent < count and now >= due and burst < 8:
+                publisher.publish(first + sent)
+                sent += 1
+                burst += 1
+                due = t0 + sent / per_s
+            pool.pump(min(0.005, max(0.0, due - time.perf_counter())))
+        spent = publisher.sent[first + count - 1] - publisher.sent[first]
+        kept = subscribers * (count - 1) / spent if spent > 0 else rate
+        expected = subscribers * count
+        pool.run(time.perf_counter() + drain, lambda: sum(s.hits for s in subs) >= expected)
+        cpu = cpu_seconds(pids) - cpu0
+        latencies, lost, duplicates, out_of_order = _tally(subs, publisher.sent, first, count)
+        p99 = 1000 * _percentile(latencies, 99)
+        reasons = []
+        if lost or duplicates:
+            reasons.append(f"{lost:,} lost, {duplicates:,} duplicated after {drain:g} s")
+        if not p99 < p99_ms:
+            reasons.append(f"p99 {p99:,.0f} ms")
+        if kept < 0.95 * rate:
+            reasons.append(f"the client published at {kept:,.0f}/s only")
+        return {
+            "deliveries_per_s": rate,
+            "publishes_per_s": per_s,
+            "publishes": count,
+            "kept_deliveries_per_s": kept,
+            "expected": expected,
+            "received": len(latencies),
+            "lost": lost,
+            "duplicates": duplicates,
+            "out_of_order": out_of_order,
+            "p50_ms": 1000 * _percentile(latencies, 50),
+            "p99_ms": p99,
+            "max_ms": 1000 * max(latencies) if latencies else None,
+            "cpu_percent": 100 * cpu / (time.perf_counter() - t0),
+            "cpu_us_per_delivery": 1e6 * cpu / len(latencies) if latencies else None,
+            "passed": not reasons,
+            "why": "; ".join(reasons),
+        }
+
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    failed: dict[str, Any] | None = None  # the lowest failing rate above the best
+    rate = start_rate
+    misses = 0
+    for _ in range(max_steps):
+        result = run_step(rate)
+        steps.append(result)
+        if not result["passed"]:
+            result = run_step(rate)
+            steps.append(result)
+        if result["passed"]:
+            best, failed, misses = result, None, 0
+        else:
+            failed = failed or result
+            misses += 1
+            if misses == patience:
+                break
+        rate *= factor
+    if best is not None and failed is not None:
+        low, high = best["deliveries_per_s"], failed["deliveries_per_s"]
+        for _ in range(refine):
+            result = run_step((low * high) ** 0.5)
+            steps.append(result)
+            if result["passed"]:
+                best, low = result, result["deliveries_per_s"]
+            else:
+                failed, high = result, result["deliveries_per_s"]
+    pool.close_all()
+    at_best = best or {}
+    return {
+        "ok": not publisher.failed,
+        "subscribers": subscribers,
+        "warm_subscribers": warm,
+        "setup_s": setup_s,
+        "max_deliveries_per_s": at_best.get("deliveries_per_s", 0.0),
+        "max_publishes_per_s": at_best.get("publishes_per_s", 0.0),
+        "p50_ms": at_best.get("p50_ms"),
+        "p99_ms": at_best.get("p99_ms"),
+        "lost": at_best.get("lost"),
+        "cpu_percent": at_best.get("cpu_percent"),
+        "cpu_us_per_delivery": at_best.get("cpu_us_per_delivery"),
+        "failed_deliveries_per_s": failed["deliveries_per_s"] if failed else None,
+        "failed_p99_ms": failed["p99_ms"] if failed else None,
+        "failed_lost": failed["lost"] if failed else None,
+        "failed_why": failed["why"] if failed else "every step passed (max_steps reached)",
+        "step_count": len(steps),
+        "steps": steps,
+        "server_fds": server_fds,
+        "publish_errors": publisher.failed[:5],
+        "error": "; ".join(publisher.failed[:3]),
     }
 
 
@@ -749,7 +989,9 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "throughput": scenario_throughput,
     "concurrent": scenario_concurrent,
     "idle": scenario_idle,
+    "idle_cpu": scenario_idle,
     "fanout": scenario_fanout,
+    "sustained": scenario_sustained,
     "first_event": scenario_first_event,
 }
 

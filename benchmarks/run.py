@@ -2,7 +2,7 @@
 
 .. code-block:: sh
 
-    python3 benchmarks/run.py            # everything (10-25 min); writes benchmarks/results/
+    python3 benchmarks/run.py            # everything (~50 min); writes benchmarks/results/
     python3 benchmarks/run.py --smoke    # seconds: every scenario, tiny sizes, 1 repeat
 
 Each measurement starts a fresh server on a free port of 127.0.0.1, drives it with one load
@@ -134,6 +134,7 @@ SCENARIO_IMPLS: dict[str, list[str]] = {
         "sse_sync_gthread",
     ],
     "idle": ["sse_sync", "sse_starlette", "fastapi_sse", "naive_flask", "raw"],
+    "idle_cpu": ["sse_sync", "naive_flask", "raw"],
     "fanout": [
         "sse_sync",
         "sse_starlette",
@@ -143,6 +144,7 @@ SCENARIO_IMPLS: dict[str, list[str]] = {
         "raw",
         "sse_sync_redis",
     ],
+    "sustained": ["sse_sync", "naive_flask", "raw"],
     "first_event": ["sse_sync", "sse_starlette", "fastapi_sse", "naive_flask", "raw"],
 }
 
@@ -151,9 +153,31 @@ SCENARIO_TITLES = {
     "concurrent": "2. Blocking producers: {clients:,} clients, {n} events each, "
     "time.sleep({sleep:g}) between them (deadline {timeout:g} s)",
     "idle": "3. Idle streams: {streams:,} streams, pings every 1 s",
+    "idle_cpu": "3b. Idle {what}: {streams:,} streams, pings every {ping:g} s, "
+    "CPU over {window:g} s",
     "fanout": "4. Fan-out: {subscribers:,} subscribers of one channel, "
     "{publishes} publishes {pace}",
+    "sustained": "4b. Sustained delivery: {subscribers:,} subscribers of one channel, the most "
+    "deliveries/s with p99 < {p99_ms:g} ms and nothing lost ({step:g} s steps, rate x{factor:g})",
     "first_event": "5. Time to first event: {count} connections one after another",
+}
+
+#: What the streams of an ``idle_cpu`` case wait on: its ``source``, in its heading.
+IDLE_SOURCES = {
+    "subscription": "broker subscriptions (no producer)",
+    "generator": "blocking generators (waiting on a queue that never fires)",
+}
+
+#: The step search's parameters (``client.scenario_sustained``), as a case may override them.
+SUSTAINED_DEFAULTS: dict[str, Any] = {
+    "start_rate": 5000.0,
+    "factor": 1.5,
+    "step": 3.0,
+    "max_steps": 14,
+    "patience": 2,
+    "refine": 2,
+    "p99_ms": 100.0,
+    "drain": 2.0,
 }
 
 FULL: dict[str, list[dict[str, Any]]] = {
@@ -163,12 +187,20 @@ FULL: dict[str, list[dict[str, Any]]] = {
         {"clients": 1000, "n": 5, "sleep": 1.0, "timeout": 30.0},
     ],
     "idle": [{"streams": 1000}, {"streams": 5000}, {"streams": 10_000}],
+    # A process may open at most 20,000 files here (the hard limit): ~19,990 streams at most.
+    "idle_cpu": [
+        {"source": "subscription", "streams": 10_000, "ping": 1.0, "window": 10.0},
+        {"source": "subscription", "streams": 10_000, "ping": 15.0, "window": 30.0},
+        {"source": "generator", "streams": 10_000, "ping": 1.0, "window": 10.0},
+        {"source": "generator", "streams": 10_000, "ping": 15.0, "window": 30.0},
+    ],
     "fanout": [
         {"subscribers": 100, "publishes": 20, "interval": 0.0},
         {"subscribers": 1000, "publishes": 20, "interval": 0.0},
         {"subscribers": 5000, "publishes": 20, "interval": 0.0},
         {"subscribers": 5000, "publishes": 20, "interval": 0.1},
     ],
+    "sustained": [{"subscribers": 1000}],
     "first_event": [{"count": 200}],
 }
 
@@ -176,7 +208,19 @@ SMOKE: dict[str, list[dict[str, Any]]] = {
     "throughput": [{"n": 5000}],
     "concurrent": [{"clients": 20, "n": 3, "sleep": 0.2, "timeout": 10.0}],
     "idle": [{"streams": 50, "window": 1.5}],
+    "idle_cpu": [{"source": "generator", "streams": 50, "ping": 0.5, "window": 1.5}],
     "fanout": [{"subscribers": 50, "publishes": 5, "interval": 0.0}],
+    "sustained": [
+        {
+            "subscribers": 20,
+            "start_rate": 200.0,
+            "factor": 3.0,
+            "step": 0.5,
+            "max_steps": 3,
+            "refine": 0,
+            "drain": 10.0,
+        }
+    ],
     "first_event": [{"count": 10}],
 }
 
@@ -278,11 +322,24 @@ class Redis:
 class Server:
     """One implementation served on a free port, in its own process group."""
 
-    def __init__(self, impl: Impl, python: str, *, redis: Redis | None, threads: int = 64) -> None:
+    def __init__(
+        self,
+        impl: Impl,
+        python: str,
+        *,
+        redis: Redis | None,
+        threads: int = 64,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.impl = impl
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{impl.name}-", suffix=".log")
-        env = {**os.environ, **impl.env, "PYTHONPATH": f"{SERVERS}{os.pathsep}{ROOT}"}
+        env = {
+            **os.environ,
+            **impl.env,
+            **(env or {}),
+            "PYTHONPATH": f"{SERVERS}{os.pathsep}{ROOT}",
+        }
         env.pop("PYTHONSTARTUP", None)
         if redis is not None:
             env["BENCH_REDIS_URL"] = redis.url
@@ -520,8 +577,9 @@ def measure(
     if impl.redis and redis is not None:
         redis.command(b"FLUSHALL")
     threads = int(case.get("clients", 48)) + 16
+    env = {"BENCH_PING": str(case["ping"])} if "ping" in case else None
     try:
-        server = Server(impl, python, redis=redis if impl.redis else None, threads=threads)
+        server = Server(impl, python, redis=redis if impl.redis else None, threads=threads, env=env)
     except RuntimeError as exc:
         return {"ok": False, "error": str(exc)[-600:]}
     try:
@@ -548,6 +606,15 @@ def measure(
                 "window": case.get("window", 5.0),
             }
             limit = 200.0
+        elif scenario == "idle_cpu":
+            server.warm_up()
+            spec |= {
+                "path": "/idle_gen" if case["source"] == "generator" else "/idle",
+                "streams": case["streams"],
+                "pids": server.pids(),
+                "window": case["window"],
+            }
+            limit = 200.0 + case["window"]
         elif scenario == "fanout":
             spec |= {
                 "subscribers": case["subscribers"],
@@ -558,6 +625,14 @@ def measure(
                 "redis_port": redis.port if impl.redis and redis else None,
             }
             limit = 240.0
+        elif scenario == "sustained":
+            spec |= {
+                "subscribers": case["subscribers"],
+                "pids": server.pids(),
+                "channel": f"bench-{uuid.uuid4().hex[:8]}",
+                **{k: case.get(k, v) for k, v in SUSTAINED_DEFAULTS.items()},
+            }
+            limit = 900.0
         elif scenario == "first_event":
             spec |= {"path": "/first", "count": case["count"]}
         try:
@@ -577,7 +652,9 @@ PRIMARY: dict[str, tuple[str, bool]] = {
     "throughput": ("events_per_s", False),
     "concurrent": ("all_done_s", True),
     "idle": ("rss_per_stream_kib", True),
+    "idle_cpu": ("cpu_percent_per_1000", True),
     "fanout": ("p99_ms", True),
+    "sustained": ("max_deliveries_per_s", False),
     "first_event": ("p50_ms", True),
 }
 
@@ -593,6 +670,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: _median(runs, k) for k in sorted(keys)}
     out["runs"] = len(runs)
     out["runs_ok"] = sum(1 for r in runs if r.get("ok"))
+    why = [r["failed_why"] for r in runs if r.get("failed_why")]
+    if why:
+        out["failed_why"] = why
     errors = [r.get("error") or r.get("errors") for r in runs if not r.get("ok")]
     if errors:
         out["errors"] = [e for e in errors if e][:3]
@@ -606,9 +686,9 @@ def _size(scenario: str, case: dict[str, Any]) -> int:
 
 def _over_capacity(scenario: str, case: dict[str, Any], result: dict[str, Any]) -> bool:
     """Whether the server could not even hold the case's connections (not just slow or lossy)."""
-    if scenario == "idle":
+    if scenario in ("idle", "idle_cpu"):
         return int(result.get("held") or 0) < case["streams"]
-    if scenario == "fanout":
+    if scenario in ("fanout", "sustained"):
         return int(result.get("warm_subscribers") or 0) < case["subscribers"]
     return False
 
@@ -617,7 +697,8 @@ def case_label(scenario: str, case: dict[str, Any]) -> str:
     """The heading of one case of a scenario."""
     interval = case.get("interval", 0.0)
     pace = f"{interval:g} s apart, one publisher" if interval else "sent at once (a burst)"
-    defaults = {"timeout": 30.0, "window": 5.0, "pace": pace}
+    what = IDLE_SOURCES.get(case.get("source", ""), "")
+    defaults = {"timeout": 30.0, "window": 5.0, "pace": pace, "what": what, **SUSTAINED_DEFAULTS}
     return SCENARIO_TITLES[scenario].format(**{**defaults, **case})
 
 
@@ -777,6 +858,36 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 None if r is None else r < 1.0,
             )
 
+    idle_cpu = doc["scenarios"].get("idle_cpu") or []
+    for case in idle_cpu:
+        c = case["case"]
+        what = IDLE_SOURCES[c["source"]].split(" (")[0]
+        ours, naive, raw = (
+            _metric(case, n, "cpu_percent_per_1000") for n in ("sse_sync", "naive_flask", "raw")
+        )
+        r = _ratio(ours, naive)
+        add(
+            f"Idle {what}, {c['streams']:,} streams, {c['ping']:g} s pings: CPU per 1,000 "
+            "streams below naive Flask's",
+            f"sse_sync {fmt(ours)} % of a core, naive Flask {fmt(naive)} %, raw {fmt(raw)} %, "
+            f"ratio {fmt(r, '.3f')}",
+            None if r is None else r < 1.0,
+        )
+    gen = next((c for c in idle_cpu if c["case"]["source"] == "generator"), None)
+    if gen is not None:
+        (ours, naive), (g_ours, g_naive) = (
+            [_metric(gen, n, key) for n in ("sse_sync", "naive_flask")]
+            for key in ("rss_per_stream_kib", "greenlets_per_stream")
+        )
+        r = _ratio(ours, naive)
+        add(
+            f"Idle blocking generators, {gen['case']['streams']:,} streams: RSS per stream "
+            "below naive Flask's",
+            f"sse_sync {fmt(ours)} KiB ({fmt(g_ours)} greenlets/stream), naive Flask "
+            f"{fmt(naive)} KiB ({fmt(g_naive)}), ratio {fmt(r, '.3f')}",
+            None if r is None else r < 1.0,
+        )
+
     fan_cases = doc["scenarios"].get("fanout") or []
     fan = _case(doc, "fanout", subscribers=5000, interval=0.0) or (
         fan_cases[-1] if fan_cases else None
@@ -823,16 +934,33 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         paced = _case(doc, "fanout", subscribers=5000, interval=0.1)
         if paced is not None:
             ours = _metric(paced, "sse_sync", "p99_ms")
+            ours_lost = _metric(paced, "sse_sync", "lost")
             for peer, need in [("naive_flask", 0.4), ("raw", 2.0)]:
                 theirs = _metric(paced, peer, "p99_ms")
                 r = _ratio(ours, theirs)
                 add(
                     f"(Same target, paced case: 5,000 subscribers, one publisher, 0.1 s apart) "
-                    f"p99 <= {need}x {peer}'s",
-                    f"sse_sync {fmt(ours, ',.0f')} ms, {peer} {fmt(theirs, ',.0f')} ms, "
+                    f"p99 <= {need}x {peer}'s, nothing lost",
+                    f"sse_sync {fmt(ours, ',.0f')} ms (lost {fmt(ours_lost, '.0f')}), {peer} "
+                    f"{fmt(theirs, ',.0f')} ms (lost {fmt(_metric(paced, peer, 'lost'), '.0f')}), "
                     f"ratio {fmt(r, '.3f')}",
-                    None if r is None else r <= need,
+                    None if r is None else (r <= need and ours_lost == 0),
                 )
+
+    for case in doc["scenarios"].get("sustained") or []:
+        c = case["case"]
+        ours, naive, raw = (
+            _metric(case, n, "max_deliveries_per_s") for n in ("sse_sync", "naive_flask", "raw")
+        )
+        r = _ratio(ours, naive)
+        add(
+            f"Sustained delivery to {c['subscribers']:,} subscribers (p99 < "
+            f"{c.get('p99_ms', SUSTAINED_DEFAULTS['p99_ms']):g} ms, nothing lost): at least "
+            "naive Flask's deliveries/s",
+            f"sse_sync {fmt(ours, ',.0f')}/s, naive Flask {fmt(naive, ',.0f')}/s, raw "
+            f"{fmt(raw, ',.0f')}/s, ratio {fmt(r, '.3f')} (to raw {fmt(_ratio(ours, raw), '.3f')})",
+            None if r is None else r >= 1.0,
+        )
     return targets
 
 
@@ -859,6 +987,15 @@ COLUMNS: dict[str, list[tuple[str, str, str, bool, bool]]] = {
         ("cpu_percent", "CPU idle (%)", ".1f", True, False),
         ("ramp_s", "connect all (s)", ".1f", True, False),
     ],
+    "idle_cpu": [
+        ("held", "held", ",.0f", False, False),
+        ("cpu_percent_per_1000", "CPU per 1,000 streams (% of a core)", ".2f", True, True),
+        ("cpu_us_per_ping", "CPU/ping (us)", ".1f", True, False),
+        ("rss_per_stream_kib", "RSS/stream (KiB)", ".2f", True, True),
+        ("greenlets_per_stream", "greenlets/stream", ".2f", True, False),
+        ("os_threads", "OS threads", ",.0f", True, False),
+        ("ramp_s", "connect all (s)", ".1f", True, False),
+    ],
     "fanout": [
         ("p50_ms", "p50 (ms)", ",.1f", True, False),
         ("p99_ms", "p99 (ms)", ",.1f", True, True),
@@ -866,6 +1003,18 @@ COLUMNS: dict[str, list[tuple[str, str, str, bool, bool]]] = {
         ("lost", "lost", ",.0f", True, False),
         ("server_fds", "server fds", ",.0f", True, False),
         ("redis_connections", "Redis conns", ",.0f", True, False),
+    ],
+    "sustained": [
+        ("max_deliveries_per_s", "max deliveries/s", ",.0f", False, True),
+        ("max_publishes_per_s", "publishes/s", ",.1f", False, False),
+        ("p50_ms", "p50 at max (ms)", ",.1f", True, False),
+        ("p99_ms", "p99 at max (ms)", ",.1f", True, False),
+        ("lost", "lost at max", ",.0f", True, False),
+        ("cpu_percent", "CPU at max (%)", ".0f", True, False),
+        ("cpu_us_per_delivery", "CPU/delivery at max (us)", ".2f", True, False),
+        ("failed_deliveries_per_s", "failed at (deliveries/s)", ",.0f", True, False),
+        ("failed_p99_ms", "its p99 (ms)", ",.1f", True, False),
+        ("failed_lost", "its lost", ",.0f", True, False),
     ],
     "first_event": [
         ("p50_ms", "p50 (ms)", ".2f", True, True),
@@ -919,6 +1068,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
             ]
             if notes:
                 lines += ["", "Failures: " + "; ".join(str(x)[:300] for x in notes)]
+            stops = [
+                f"{doc['impls'].get(n, n)}: {'; '.join(med['failed_why'])}"
+                for n, med in case["median"].items()
+                if med.get("failed_why")
+            ]
+            if stops:
+                lines += ["", "Why the search stopped (each run): " + " | ".join(stops)]
             lines.append("")
     lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in doc["targets"]:

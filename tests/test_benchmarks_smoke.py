@@ -36,7 +36,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,12 +55,14 @@ def _runs(results: dict[str, Any], scenario: str) -> list[tuple[dict[str, Any], 
 
 
 def test_every_scenario_ran(results: dict[str, Any]) -> None:
-    """The smoke run covers the five scenarios and records the machine it ran on."""
+    """The smoke run covers the seven scenarios and records the machine it ran on."""
     assert list(results["scenarios"]) == [
         "throughput",
         "concurrent",
         "idle",
+        "idle_cpu",
         "fanout",
+        "sustained",
         "first_event",
     ]
     assert results["machine"]["cores"] >= 1
@@ -91,6 +93,33 @@ def test_idle_streams_are_held_and_pinged(results: dict[str, Any]) -> None:
         assert run["pings"] >= case["streams"]
         assert run["rss_after_mib"] > 0
         assert run["server_fds"] >= case["streams"]
+
+
+def test_idle_generators_are_held_with_their_greenlets_counted(results: dict[str, Any]) -> None:
+    """Idle blocking generators: all held at the case's ping, CPU read, greenlets counted."""
+    for case, run in _runs(results, "idle_cpu"):
+        assert run["ok"], run
+        assert run["held"] == case["streams"]
+        assert run["server_ping_s"] == case["ping"]
+        assert run["cpu_percent_per_1000"] >= 0
+        assert run["os_threads"] >= 1
+    sse_sync, raw = (results["scenarios"]["idle_cpu"][0]["runs"][n][0] for n in ("sse_sync", "raw"))
+    assert sse_sync["greenlets_per_stream"] >= 1  # at least the request's greenlet
+    assert raw["greenlets_per_stream"] == 0
+
+
+def test_sustained_search_reports_the_best_passing_step(results: dict[str, Any]) -> None:
+    """Sustained delivery: the first step loses nothing, and the maximum is the best pass."""
+    for case, run in _runs(results, "sustained"):
+        assert run["ok"], run
+        assert run["warm_subscribers"] == case["subscribers"]
+        steps = run["steps"]
+        assert steps[0]["deliveries_per_s"] == case["start_rate"]
+        assert steps[0]["received"] == steps[0]["expected"] > 0
+        assert steps[0]["lost"] == steps[0]["duplicates"] == 0
+        passed = [s["deliveries_per_s"] for s in steps if s["passed"]]
+        assert run["max_deliveries_per_s"] == max(passed, default=0.0)
+        assert run["step_count"] == len(steps) <= 2 * case["max_steps"]
 
 
 def test_fanout_loses_nothing(results: dict[str, Any]) -> None:

@@ -2,7 +2,10 @@
 
 What most Flask tutorials show: the generator formats ``data: <json>\\n\\n`` itself, pings by
 yielding a comment after ``time.sleep``, and fan-out is a set of ``queue.Queue`` (cooperative
-under gevent's monkey-patching), one per subscriber.
+under gevent's monkey-patching), one per subscriber. Its blocking generator (``/idle_gen``)
+pings the way such code must: it waits with a timeout of the ping interval and yields
+``: ping`` when the wait times out, and it yields one first, as gunicorn sends the headers
+only with the first chunk (sse_sync sends its first ping after ``open_timeout``, 0.5 s).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from common import PING, event, float_arg, int_arg
+from common import PING, event, float_arg, int_arg, server_stats
 from flask import Flask, Response, request
 
 app = Flask(__name__)
@@ -65,6 +68,23 @@ def idle() -> Response:
     return Response(gen(), mimetype="text/event-stream")
 
 
+@app.get("/idle_gen")
+def idle_gen() -> Response:
+    changes: queue.Queue[dict[str, Any]] = queue.Queue()  # nothing is ever put in it
+
+    def gen() -> Iterator[str]:
+        yield ": ping\n\n"
+        while True:
+            try:
+                item = changes.get(timeout=PING)
+            except queue.Empty:
+                yield ": ping\n\n"
+                continue
+            yield _frame(item)
+
+    return Response(gen(), mimetype="text/event-stream")
+
+
 @app.get("/sub")
 def sub() -> Response:
     channel = request.args.get("channel", "c")
@@ -99,3 +119,8 @@ def first() -> Response:
         yield _frame(event(0))
 
     return Response(gen(), mimetype="text/event-stream")
+
+
+@app.get("/stats")
+def stats() -> dict[str, Any]:
+    return server_stats()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from common import PING, event
+from common import PING, event, server_stats
 
 try:  # the fastest JSON encoder at hand, as a ceiling should
     from pydantic_core import to_json as _to_json
@@ -36,6 +36,10 @@ _HEAD = (
     b"Connection: close\r\n\r\n"
 )
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+_JSON = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Connection: close\r\n\r\n"
+)
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _PING_FRAME = b": ping\n\n"
 _BATCH = 64 * 1024
@@ -237,7 +241,7 @@ class RawServer:
         elif path == "/sleepy":
             self._send(conn, _HEAD)
             self._sleepy(conn, 0, int(args.get("n", 5)), float(args.get("sleep", 1.0)))
-        elif path == "/idle":
+        elif path in ("/idle", "/idle_gen"):  # no generator here: both are the same
             self._send(conn, _HEAD)
             self.idle.add(conn)
         elif path == "/sub":
@@ -250,6 +254,10 @@ class RawServer:
                 sub.out += frame
                 self.dirty.add(sub)
             self._send(conn, _OK)
+            self._finish(conn)
+        elif path == "/stats":
+            body = json.dumps(server_stats()).encode()
+            self._send(conn, _JSON % len(body) + body)
             self._finish(conn)
         elif path == "/first":
             self._send(conn, _HEAD + _frame(0))

@@ -2,17 +2,19 @@
 
 ``BENCH_BROKER`` picks the broker behind ``/sub`` and ``/publish``: ``memory`` (default) or
 ``redis`` (with ``BENCH_REDIS_URL``). ``/idle`` is a broker subscription on a quiet channel:
-one greenlet per stream, no producer.
+one greenlet per stream, no producer. ``/idle_gen`` is a blocking generator: a producer
+greenlet per stream besides the request's, blocked in ``queue.get()``; sse_sync pings for it.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from common import PING, event, float_arg, int_arg
+from common import PING, event, float_arg, int_arg, server_stats
 from flask import Flask, request
 
 from sse_sync import MemoryBroker, RedisBroker, sse_response
@@ -64,6 +66,17 @@ def idle() -> Any:
     return sse_response(broker.subscribe("quiet"), ping=PING)
 
 
+@app.get("/idle_gen")
+def idle_gen() -> Any:
+    changes: queue.Queue[dict[str, Any]] = queue.Queue()  # nothing is ever put in it
+
+    def gen() -> Iterator[dict[str, Any]]:
+        while True:
+            yield changes.get()  # blocks for ever: the pings are sse_sync's
+
+    return sse_response(gen(), ping=PING)
+
+
 @app.get("/sub")
 def sub() -> Any:
     return sse_response(broker.subscribe(request.args.get("channel", "c")))
@@ -78,3 +91,8 @@ def publish() -> str:
 @app.get("/first")
 def first() -> Any:
     return sse_response(iter([event(0)]))
+
+
+@app.get("/stats")
+def stats() -> dict[str, Any]:
+    return server_stats()
