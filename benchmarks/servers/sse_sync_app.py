@@ -2,7 +2,8 @@
 
 ``BENCH_BROKER`` picks the broker behind ``/sub`` and ``/publish``: ``memory`` (default) or
 ``redis`` (with ``BENCH_REDIS_URL``). ``/idle`` is a broker subscription on a quiet channel:
-one greenlet per stream, no producer.
+one greenlet per stream, no producer. ``BENCH_METRICS=1`` (``run.py --metrics``) enables
+``sse_sync.metrics``, to measure what they cost.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from flask import Flask, request
 from sse_sync import MemoryBroker, RedisBroker, sse_response
 
 app = Flask(__name__)
+
+if os.environ.get("BENCH_METRICS") == "1":
+    import sse_sync.metrics
+
+    sse_sync.metrics.enable()
 
 
 def _make_broker() -> MemoryBroker | RedisBroker:
