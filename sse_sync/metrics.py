@@ -223,6 +223,7 @@ class _Prometheus(Hooks):
         )
         # The counters of the pending counts, by their indexes.
         self._batched = (self._events, self._bytes, self._pings, self._published)
+        self._end: StreamEnd = self._stream_closed  # bound once: every stream shares it
 
     def _add(self, index: int, amount: int, nbytes: int = 0) -> None:
         """Add ``amount`` to a pending count (and ``nbytes`` to the bytes); flush when due."""
@@ -255,7 +256,7 @@ class _Prometheus(Hooks):
     def stream_opened(self) -> StreamEnd:
         self._opened.inc()
         self._open.inc()
-        return self._stream_closed
+        return self._end
 
     def _stream_closed(self, reason: CloseReason, source: object) -> None:
         if reason in ("client_gone", "source_end") and getattr(source, "overflowed", False):
