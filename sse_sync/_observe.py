@@ -21,9 +21,9 @@ Invariants, and why they hold:
    to the stream (:meth:`Hooks.events_read`, :meth:`Hooks.delivered`), the stream the bytes
    of each write. Counting events in the written bytes instead (``count(b"\\n\\n")``) would
    cost about 1 ns per byte, several percent of a fast stream.
-4. Hooks never block, raise or do I/O (prometheus_client takes a short lock per value), so
-   they may run on any thread or greenlet, in the middle of a write, a publish or the Redis
-   reader's loop.
+4. Hooks never block, raise or do I/O (sse_sync.metrics takes short locks that are never
+   held across a switch), so they may run on any thread or greenlet, in the middle of a
+   write, a publish or the Redis reader's loop.
 """
 
 from __future__ import annotations
