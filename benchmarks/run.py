@@ -4,6 +4,7 @@
 
     python3 benchmarks/run.py            # everything (~50 min); writes benchmarks/results/
     python3 benchmarks/run.py --smoke    # seconds: every scenario, tiny sizes, 1 repeat
+    python3 benchmarks/run.py --metrics  # the same with sse_sync.metrics enabled (its cost)
 
 Each measurement starts a fresh server on a free port of 127.0.0.1, drives it with one load
 client process (``client.py``: raw sockets, one epoll loop) and stops it. The peers run from
@@ -715,6 +716,7 @@ def run_all(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "mode": "smoke" if args.smoke else "full",
+        "metrics": args.metrics,
         "repeats": args.repeats,
         "machine": machine(),
         "versions": versions(python),
@@ -1028,7 +1030,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     v = doc["versions"]
     lines = [
-        f"# Benchmark results ({doc['mode']}, {doc['started']})",
+        f"# Benchmark results ({doc['mode']}"
+        f"{', sse_sync.metrics enabled' if doc.get('metrics') else ''}, {doc['started']})",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"Python {v.get('python', '?')}; load average {m['loadavg_at_start'][0]:.2f} at start, "
@@ -1090,6 +1093,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat: seconds")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (3)")
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve sse_sync with sse_sync.metrics enabled (prometheus_client), to see its cost",
+    )
+    parser.add_argument(
         "--impls",
         type=lambda s: s.split(","),
         default=None,
@@ -1133,6 +1141,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown scenario {name!r}; expected one of {', '.join(FULL)}")
     out: Path = args.out or (Path(tempfile.mkdtemp(prefix="bench-")) if args.smoke else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
+    if args.metrics:
+        os.environ["BENCH_METRICS"] = "1"  # read by servers/sse_sync_app.py
     doc = run_all(args, sys.stderr)
     (out / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
     report = render_markdown(doc)

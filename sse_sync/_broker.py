@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._event import ServerSentEvent, encode_data
 from ._logging import logger
+from ._observe import observe
 from ._server import ClientConnection
 from ._wake import Wake, new_wake
 
@@ -181,6 +182,7 @@ def prepare_event(
 
 def _reset(channel: str, reason: str, given: str | None) -> ServerSentEvent:
     """The ``reset`` event telling a client that events of ``channel`` it could get are gone."""
+    observe.replay_reset(reason)
     return ServerSentEvent(
         event=RESET_EVENT, data={"channel": channel, "reason": reason, "lastEventId": given}
     )
@@ -195,9 +197,26 @@ class _Entry:
     plus a few hundred bytes: the wire event's own cached frame is dropped.
     """
 
-    __slots__ = ("_event", "_id_at", "_id_end", "frame", "id", "is_json", "key", "wire")
+    __slots__ = (
+        "_event",
+        "_id_at",
+        "_id_end",
+        "frame",
+        "id",
+        "is_json",
+        "key",
+        "published_at",
+        "wire",
+    )
 
-    def __init__(self, key: Key, id: str, wire: ServerSentEvent, is_json: bool) -> None:
+    def __init__(
+        self,
+        key: Key,
+        id: str,
+        wire: ServerSentEvent,
+        is_json: bool,
+        published_at: float | None = None,
+    ) -> None:
         body = wire.encode()
         wire._frame = None  # the entry keeps its own frame (with the id): not two copies
         # Field order as ServerSentEvent.encode() writes it: event, id, retry, data.
@@ -211,6 +230,8 @@ class _Entry:
         self._id_at = at
         self._id_end = at + len(line)
         self._event: ServerSentEvent | None = None
+        #: when it was published, by the wall clock (``time.time()``; now if not given)
+        self.published_at = time.time() if published_at is None else published_at
 
     def frame_with_id(self, id: str) -> bytes:
         """The frame with ``id`` in place of the entry's own id (a multi-channel cursor)."""
@@ -728,6 +749,7 @@ class Subscription:
             return b""
         if items is None:
             return None
+        observe.delivered(items)
         frames = []
         for item in items:
             if isinstance(item, ServerSentEvent):
@@ -789,6 +811,7 @@ class Subscription:
             self._overflowed = True
             stuck = self._active and not self._waiting and not reading
         self._hub._count("overflows", 1)
+        observe.overflow()
         logger.debug(
             "A subscriber of %s fell more than %d events behind; ending its stream (it "
             "reconnects and replays from its Last-Event-ID)",

@@ -29,6 +29,7 @@ from ._broker import (
     prepare_event,
 )
 from ._event import ServerSentEvent
+from ._observe import observe
 
 __all__ = ["MemoryBroker"]
 
@@ -168,6 +169,7 @@ class MemoryBroker:
                 if len(self._keys) > _MAX_KEYS:
                     self._keys.popitem(last=False)
         notify(cursors, count)
+        observe.published()
         return entry.id
 
     def _known(self, channel: str, key: str) -> str | None:

@@ -79,6 +79,7 @@ from ._broker import (
 )
 from ._event import ServerSentEvent
 from ._logging import logger
+from ._observe import observe
 
 if TYPE_CHECKING:
     import redis
@@ -400,6 +401,7 @@ class RedisBroker:
             stream_id = self._publish_once(keys=keys, args=args)
         with self._setup_lock:
             self._published += 1
+        observe.published()
         return _text(stream_id)
 
     # -- subscribing ---------------------------------------------------------------------
@@ -455,7 +457,7 @@ class RedisBroker:
                 retry=retry,
                 raw_data=data if data is not None else fields.get("raw"),
             )
-            return _Entry(key, stream_id, wire, data is not None)
+            return _Entry(key, stream_id, wire, data is not None, key[0] / 1000)
         except Exception as exc:
             logger.warning("Skipping malformed stream entry %r (%s)", row, exc)
             return None
@@ -705,6 +707,7 @@ class RedisBroker:
                     break
                 with proc.lock:
                     proc.reconnects += 1
+                observe.broker_reconnect()
                 if not isinstance(exc, redis.RedisError):
                     logger.exception("The Redis reader failed; retrying in %.2f s", backoff)
                 elif not failing:

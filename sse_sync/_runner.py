@@ -88,6 +88,7 @@ from typing import Any, Literal, NoReturn, Protocol
 
 from ._event import PING
 from ._logging import logger, route_records
+from ._observe import CloseReason, StreamEnd, ignore_end, observe
 from ._server import ClientConnection, connection_of, gunicorn_worker, notice_server, thread_budget
 from ._wake import GeventWake, Wake, gevent_active, new_wake
 
@@ -480,6 +481,7 @@ class Producer:
             self._has_room.set()  # type: ignore[union-attr]
         if not taken:
             return self._end()
+        observe.events_read(len(taken))
         return taken[0] if len(taken) == 1 else b"".join(taken)
 
     def _end(self) -> bytes:
@@ -718,7 +720,9 @@ class EventStream:
         # _NEVER once something was written.
         self._open_at: float | None = None
         self._opened_with: bytes | None = None  # frames open() read, for the first next()
-        self._ending: str | None = None  # "drain", "lifetime" or "end" once the last frame went out
+        self._ending: str | None = None  # "drain", "max_lifetime", "end": the last frame is out
+        self._close_reason: CloseReason = "client_gone"  # how it ended, for observe
+        self._report_end: StreamEnd = ignore_end  # what close() calls, once opened: see _observe
         self._holds_thread = False  # counted in thread_budget (gthread) until closed
         #: Called with this stream when an iteration of it starts, then forgotten: the response
         #: looks there whether it still is its body (see ``EventStreamResponse``).
@@ -758,6 +762,7 @@ class EventStream:
             raise
         if frames:
             self._opened_with = frames
+        self._report_end = observe.stream_opened()
 
     def __iter__(self) -> Iterator[bytes]:
         on_iter = self.on_iter
@@ -773,7 +778,7 @@ class EventStream:
         if frames is not None:
             self._opened_with = None
             self._open_at = _NEVER
-            return frames
+            return observe.wrote(frames)
         now = _monotonic()
         # _NEVER (infinity) stands for "no limit": plain comparisons below, no None checks.
         ping = self.ping
@@ -787,6 +792,7 @@ class EventStream:
         open_at = self._open_at
         if open_at is None:
             open_at = self._open_at = now + self.open_timeout
+            self._report_end = observe.stream_opened()
         if open_at < deadline:  # nothing written yet: the headers wait for the first write
             deadline = due = open_at
         end_at = self._end_at
@@ -804,7 +810,7 @@ class EventStream:
             if worker is not None and not worker.alive:  # draining(), inlined: once per wake-up
                 return self._last_frame("drain")
             if now >= end_at:
-                return self._last_frame("lifetime")
+                return self._last_frame("max_lifetime")
             wake_at = deadline if deadline < end_at else end_at
             if now + poll < wake_at:
                 wake_at = now + poll
@@ -813,16 +819,17 @@ class EventStream:
             except Exception:
                 # The status is settled by now (see open()): the error can only end the stream.
                 logger.exception(SOURCE_RAISED)
-                frames = b""
+                return self._source_ended("source_error")
             if frames:
                 self._open_at = _NEVER
-                return frames
+                return observe.wrote(frames)
             if frames == b"":
-                return self._source_ended()
+                return self._source_ended("source_end")
             now = _monotonic()
             if now >= due:
                 self._open_at = _NEVER
-                return PING  # no need to look at the socket: writing the ping will
+                # No need to look at the socket: writing the ping will.
+                return observe.wrote_ping(PING)
             if connection is not None and connection.peer_closed():
                 self.close()
                 raise StopIteration
@@ -837,19 +844,20 @@ class EventStream:
                 self._connection.shut_down(socket.SHUT_RD)
         raise StopIteration
 
-    def _source_ended(self) -> bytes:
+    def _source_ended(self, reason: CloseReason) -> bytes:
         """The ``end_frame``, if any and the stream was not closed; else end the iteration."""
+        self._close_reason = reason
         if self.end_frame is None or self._closed:
             self.close()
             raise StopIteration
         self._ending = "end"
-        return self.end_frame
+        return observe.wrote(self.end_frame)
 
-    def _last_frame(self, reason: str) -> bytes:
+    def _last_frame(self, reason: CloseReason) -> bytes:
         """The ``retry:`` hint a stream ends with; the next ``next()`` ends the stream."""
-        self._ending = reason
+        self._ending = self._close_reason = reason
         self._open_at = _NEVER
-        return b"retry: %d\n\n" % random.randint(*END_RETRY_MS)
+        return observe.wrote(b"retry: %d\n\n" % random.randint(*END_RETRY_MS))
 
     @property
     def closed(self) -> bool:
@@ -860,6 +868,7 @@ class EventStream:
         """Stop the stream and its source (PEP 3333: the server calls this); idempotent."""
         if not self._closed:
             self._closed = True
+            self._report_end(self._close_reason, self.source)
             self._give_back_thread()
             self.source.close()
 
@@ -878,4 +887,5 @@ class EventStream:
         source = getattr(self, "source", None)
         if isinstance(source, Producer) and self._open_at is not None and not self._closed:
             self._closed = True
+            self._report_end(self._close_reason, source)
             source.close(wait=False)

@@ -4,6 +4,7 @@
 ``redis`` (with ``BENCH_REDIS_URL``). ``/idle`` is a broker subscription on a quiet channel:
 one greenlet per stream, no producer. ``/idle_gen`` is a blocking generator: a producer
 greenlet per stream besides the request's, blocked in ``queue.get()``; sse_sync pings for it.
+``BENCH_METRICS=1`` (``run.py --metrics``) enables ``sse_sync.metrics``, to measure what they cost.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from flask import Flask, request
 from sse_sync import MemoryBroker, RedisBroker, sse_response
 
 app = Flask(__name__)
+
+if os.environ.get("BENCH_METRICS") == "1":
+    import sse_sync.metrics
+
+    sse_sync.metrics.enable()
 
 
 def _make_broker() -> MemoryBroker | RedisBroker:

@@ -6,9 +6,11 @@ import time
 from collections.abc import Iterator
 
 from flask import Flask
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from werkzeug.wrappers import Response
 
+import sse_sync.metrics
 from sse_sync import (
     EventStreamResponse,
     EventStreamView,
@@ -111,3 +113,8 @@ def polling() -> Iterator[int]:
                 yield 1
     except StreamClosed:
         raise
+
+
+sse_sync.metrics.enable()
+sse_sync.metrics.enable(registry=CollectorRegistry())
+sse_sync.metrics.disable()
