@@ -78,6 +78,7 @@ WERKZEUG = "https://werkzeug.palletsprojects.com/en/stable/"
 FLASK = "https://flask.palletsprojects.com/en/stable/api/"
 PYDANTIC = "https://docs.pydantic.dev/latest/api/"
 HTTPX = "https://www.python-httpx.org/"
+PROMETHEUS = "https://prometheus.github.io/client_python/"
 #: Outside names our signatures use -> where they are documented.
 EXTERNAL = {
     "werkzeug.wrappers.response.Response": f"{WERKZEUG}wrappers/#werkzeug.wrappers.Response",
@@ -98,6 +99,8 @@ EXTERNAL = {
     "pydantic.main.BaseModel": f"{PYDANTIC}base_model/#pydantic.BaseModel",
     "pydantic.types.Strict": f"{PYDANTIC}types/#pydantic.types.Strict",
     "httpx.Client": f"{HTTPX}api/#client",
+    "CollectorRegistry": f"{PROMETHEUS}collector/custom/",
+    "prometheus_client.registry.CollectorRegistry": f"{PROMETHEUS}collector/custom/",
     "httpx.Timeout": f"{HTTPX}advanced/timeouts/",
     "httpx.Auth": f"{HTTPX}advanced/authentication/",
     "BasePlugin": "https://apispec.readthedocs.io/en/latest/api_core.html#apispec.BasePlugin",
