@@ -61,8 +61,9 @@ Invariants, and why they hold:
    ``PyThreadState_SetAsyncExc``, which lands at the thread's next bytecode, and does not
    wait for it. It can only land in the producer's own code: it is fired at most once, under
    the producer's ``_interrupt_lock``, only while the thread runs the source part of
-   :meth:`Producer._run_interruptible`; leaving that part takes the same lock and cancels one
-   still pending (a second call, with NULL), so threading's code after it never sees it. A
+   :meth:`Producer._run_interruptible`; leaving that part takes the same lock and, if it was
+   fired, lets one still pending land right there (:func:`_land_pending`), so threading's code
+   after it never sees it. A
    thread blocked in C sees it only when the call returns: ``_Stragglers`` watches each one
    for ``_STOP_GRACE`` seconds and warns once per process (its thread runs only while it
    watches). Not done under gevent (a greenlet is killed instead; ``runner="thread"`` steps
@@ -348,10 +349,11 @@ class Producer:
             finally:
                 with lock:
                     self._interruptible = False
-                    if self._interrupted:
-                        # Raised already, or still pending: then it must never be raised
-                        # later, in the code this thread runs next (threading's own).
-                        _set_async_exc(threading.get_ident(), None)
+                    fired = self._interrupted
+                if fired:
+                    # Raised already, or still pending: then it must land here, never later
+                    # in the code this thread runs next (threading's own).
+                    _land_pending()
         except StreamClosed:
             logger.debug("An event stream's producer was stopped with StreamClosed")
 
@@ -592,23 +594,36 @@ def wait_closed(seconds: float) -> bool:
     return _current_producer("wait_closed").wait_closed(seconds)
 
 
-def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``ident`` at its next bytecode; ``None`` cancels a pending one.
+def _set_async_exc(ident: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next bytecode.
 
-    CPython's ``PyThreadState_SetAsyncExc``, called through ctypes with the GIL held.
+    CPython's ``PyThreadState_SetAsyncExc``, called through ctypes with the GIL held. Never
+    called with NULL to cancel one: that leaves the interpreter's "async exception pending"
+    signal set for good (CPython 3.11), so that every thread of the process then runs
+    slower (about 5% in a tight loop) and a thread started with a profile function hangs.
+    :func:`_land_pending` lets a pending one land instead.
     """
-    global _async_exc
-    if _async_exc is None:
-        import ctypes
-
-        prototype = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)
-        set_exc = prototype(("PyThreadState_SetAsyncExc", ctypes.pythonapi))
-        _async_exc = (set_exc, ctypes.py_object())  # the second: NULL, which cancels
-    function, null = _async_exc
-    function(ident, null if exc is None else exc)
+    _async_exc()(ident, exc)
 
 
-_async_exc: tuple[Callable[[int, Any], int], Any] | None = None
+@functools.cache
+def _async_exc() -> Callable[[int, Any], int]:
+    """``PyThreadState_SetAsyncExc`` through ctypes; made once."""
+    import ctypes
+
+    prototype = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)
+    return prototype(("PyThreadState_SetAsyncExc", ctypes.pythonapi))
+
+
+def _land_pending() -> None:
+    """Let an asynchronous exception still pending in this thread be raised here.
+
+    CPython raises it where its eval loop checks for pending work, at the latest on a jump
+    back: this loop makes two.
+    """
+    for _ in range(3):
+        pass
+
 
 #: How long a producer thread may run after StreamClosed was raised in it before a warning.
 _STOP_GRACE = 2.0

@@ -520,6 +520,28 @@ def test_a_source_that_never_yields_is_stopped_with_stream_closed() -> None:
     wait_until(lambda: not _thread_names(), timeout=5)
 
 
+def test_a_thread_started_after_stream_closed_runs_under_a_profiler() -> None:
+    """Stopping a producer with StreamClosed leaves no pending signal: later threads run."""
+
+    def gen() -> Iterator[str]:
+        yield "polling"
+        while True:
+            time.sleep(0.01)
+
+    p = producer(gen(), close_timeout=0.05)
+    stream = EventStream(p, ping=None)
+    assert next(stream) == b'data: "polling"\n\n'
+    stream.close()
+    wait_until(lambda: not p.running, timeout=5)
+    ran = threading.Event()
+    threading.setprofile(lambda *args: None)  # as profilers and debuggers do
+    try:
+        threading.Thread(target=ran.set, daemon=True).start()
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    assert ran.wait(10)
+
+
 def test_a_producer_blocked_in_c_is_reported_once_and_stops_when_unblocked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
