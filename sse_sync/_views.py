@@ -27,8 +27,9 @@ from ._event import (
     sse_starlette_fields,
 )
 from ._items import ItemRules, check_items, item_encoder
+from ._producer import RunnerKind
 from ._response import HeadersLike, sse_response
-from ._runner import OPEN_TIMEOUT, RunnerKind
+from ._stream import OPEN_TIMEOUT
 
 __all__ = ["EventStreamView", "event_stream_route", "sse_view"]
 
