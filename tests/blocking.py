@@ -26,12 +26,14 @@ _CONDITION_WAIT = threading.Condition.wait.__code__
 _SOCKET_READS = {"recv", "recv_into"}
 
 
-def _blocks(frame: FrameType, function: Any) -> bool:
-    """Whether the C call ``function``, made from ``frame``, is one that blocks."""
+def _blocks(frame: FrameType, function: Any) -> str | None:
+    """What the C call ``function`` from ``frame`` blocks in: ``"wait"``, ``"recv"`` or None."""
     name = getattr(function, "__name__", "")
     if name == "acquire":
-        return frame.f_code is _CONDITION_WAIT
-    return name in _SOCKET_READS and isinstance(getattr(function, "__self__", None), socket.socket)
+        return "wait" if frame.f_code is _CONDITION_WAIT else None
+    if name in _SOCKET_READS and isinstance(getattr(function, "__self__", None), socket.socket):
+        return "recv"
+    return None
 
 
 class Blocking:
@@ -39,28 +41,33 @@ class Blocking:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._inside: dict[int, bool] = {}
+        self._inside: dict[int, str | None] = {}  # what each thread is blocked in now
         self._waits: dict[int, int] = {}
         # The frame of each thread's last wait: Condition.wait takes two locks in one wait.
         self._last: dict[int, FrameType] = {}
 
     def hook(self, frame: FrameType, event: str, arg: Any) -> None:
         if event == "c_call":
-            if _blocks(frame, arg):
+            kind = _blocks(frame, arg)
+            if kind is not None:
                 ident = threading.get_ident()
                 with self._lock:
-                    self._inside[ident] = True
+                    self._inside[ident] = kind
                     if self._last.get(ident) is not frame or frame.f_code is not _CONDITION_WAIT:
                         self._last[ident] = frame
                         self._waits[ident] = self._waits.get(ident, 0) + 1
-        elif event in ("c_return", "c_exception") and _blocks(frame, arg):
+        elif event in ("c_return", "c_exception") and _blocks(frame, arg) is not None:
             with self._lock:
-                self._inside[threading.get_ident()] = False
+                self._inside[threading.get_ident()] = None
 
-    def blocked(self, ident: int | None) -> bool:
-        """Whether thread ``ident`` is in a blocking call now (``None``: not known yet)."""
+    def blocked(self, ident: int | None, kind: str | None = None) -> bool:
+        """Whether thread ``ident`` is in a blocking call now (``None``: not known yet).
+
+        :param kind: only in that kind of call: ``"wait"`` (``Condition.wait``) or ``"recv"``.
+        """
         with self._lock:
-            return ident is not None and self._inside.get(ident, False)
+            inside = None if ident is None else self._inside.get(ident)
+        return inside is not None and (kind is None or inside == kind)
 
     def waits(self, ident: int | None) -> int:
         """How many blocking waits thread ``ident`` has begun so far."""
