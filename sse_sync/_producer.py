@@ -31,14 +31,14 @@ Invariants, and why they hold:
    the producer's ``_interrupt_lock``, only while the thread runs the source part of
    :meth:`Producer._run_interruptible`; leaving that part takes the same lock and, if it was
    fired, lets one still pending land right there (:func:`_land_pending`), so threading's code
-   after it never sees it. A
-   thread blocked in C sees it only when the call returns: ``_Stragglers`` watches each one
-   for ``_STOP_GRACE`` seconds and warns once per process (its thread runs only while it
-   watches). Not done under gevent (a greenlet is killed instead; ``runner="thread"`` steps
-   run on gevent's shared pool, whose threads move on to other streams' steps) nor by
-   ``close(wait=False)``, a finalizer's, which must not block or take locks: those producers
-   stop at their next ``yield``. Sources can look instead, with :func:`stream_closed` and
-   :func:`wait_closed` (the producer is in a context variable, set on the producer).
+   after it never sees it. A thread blocked in C sees it only when the call returns:
+   ``_Stragglers`` watches each one for ``_STOP_GRACE`` seconds and warns once per process (its
+   thread runs only while it watches). Not done under gevent (a greenlet is killed instead;
+   ``runner="thread"`` steps run on gevent's shared pool, whose threads move on to other
+   streams' steps) nor by ``close(wait=False)``, a finalizer's, which must not block or take
+   locks: those producers stop at their next ``yield``. Sources can look instead, with
+   :func:`stream_closed` and :func:`wait_closed` (the producer is in a context variable, set on
+   the producer).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class HandOver:
        atomic, with one producer appending and one reader popping. The reader pops only as many
        as it counted, so no pop fails, and the end, appended last, can only come last.
     3. No wake-up is lost, and none is paid per frame: a side sets the other's wake only when
-       the other said it waits, and a side says so (``reader_waiting``, ``producer_waiting``)
+       the other said it waits, and a side says so (``_reader_waiting``, ``_producer_waiting``)
        before it looks at the deque once more and waits. Whichever runs second sees the other:
        the putter sees the flag, or the waiter sees the frame (or the room).
     4. :meth:`close` is seen by both sides: it sets ``closed`` before it sets both wakes, and a
@@ -142,16 +142,6 @@ class HandOver:
         self._reader_waiting = False
         self._producer_waiting = False
         self._ended = False  # the reader took the end
-
-    @property
-    def reader_waiting(self) -> bool:
-        """Whether the reader waits for frames now (it said so: invariant 3)."""
-        return self._reader_waiting
-
-    @property
-    def producer_waiting(self) -> bool:
-        """Whether the producer waits for room now (backpressure; it said so: invariant 3)."""
-        return self._producer_waiting
 
     def put_all(self, frames: Iterable[bytes]) -> None:
         """Put each of ``frames``, waiting for room while ``size`` wait; stop once closed.
@@ -312,12 +302,6 @@ class Producer:
         if worker is None:
             return False
         return not worker.dead if self._gevent else bool(worker.is_alive())
-
-    @property
-    def waiting_for_room(self) -> bool:
-        """Whether the producer is held by backpressure now: ``queue_size`` frames wait."""
-        hand_over = self._hand_over
-        return hand_over is not None and hand_over.producer_waiting
 
     def start(self) -> None:
         """Start the producer now rather than on the first read; idempotent, no-op once closed."""
