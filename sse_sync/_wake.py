@@ -97,14 +97,21 @@ class GeventWake:
     queued in the hub (such as the set-up of a burst of other requests).
     """
 
-    __slots__ = ("_flag", "_hub", "_hub_thread", "_native_ident", "_waiter", "_gevent")
+    __slots__ = (
+        "_flag",
+        "_getcurrent",
+        "_hub",
+        "_hub_thread",
+        "_native_ident",
+        "_waiter",
+        "_waiter_class",
+    )
 
     def __init__(self, hub: Any) -> None:
-        gevent = _gevent()
+        # gevent's functions in slots of their own: looked up here, not per wait or set().
+        self._waiter_class, self._getcurrent, _, self._native_ident = _gevent()
         self._hub = hub
         self._hub_thread: int = hub.thread_ident
-        self._native_ident = gevent.native_ident  # looked up here, not per set()
-        self._gevent = gevent
         self._flag = False
         self._waiter: Any = None  # how to resume the reader waiting now: a Waiter or _Resume
 
@@ -122,7 +129,8 @@ class GeventWake:
         waiter = self._waiter
         if waiter is not None:
             loop = self._hub.loop
-            if self._native_ident() == self._hub_thread:
+            native_ident = self._native_ident  # a local: calling a slot directly costs more
+            if native_ident() == self._hub_thread:
                 loop.run_callback(waiter.switch, True)
             else:
                 loop.run_callback_threadsafe(waiter.switch, True)
@@ -147,11 +155,12 @@ class GeventWake:
             run = None
         # gevent's Waiter (compiled) when this greenlet waits in the hub, the same in Python when
         # it runs another greenlet first (a Waiter can only be waited on in the hub).
-        waiter: Any = (
-            self._gevent.waiter_class(self._hub)
-            if run is None
-            else _Resume(self._gevent.getcurrent())
-        )
+        if run is None:
+            waiter_class = self._waiter_class  # a local: calling a slot directly costs more
+            waiter: Any = waiter_class(self._hub)
+        else:
+            getcurrent = self._getcurrent
+            waiter = _Resume(getcurrent())
         # Published before the flag is read: a set() from another thread sees one or the other.
         self._waiter = waiter
         if self._flag:
