@@ -9,11 +9,12 @@ from ._cors import CORS
 from ._event import ServerSentEvent
 from ._flask import SSE
 from ._memory import MemoryBroker
+from ._producer import StreamClosed, stream_closed, wait_closed
 from ._redis import RedisBroker
 from ._request import last_event_id
 from ._response import EventStreamResponse, sse_response
-from ._runner import FrameSource, StreamClosed, stream_closed, wait_closed
 from ._server import ClientConnection
+from ._stream import FrameSource
 from ._views import EventStreamView, event_stream_route, sse_view
 
 __all__ = [

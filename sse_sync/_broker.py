@@ -733,7 +733,7 @@ class Subscription:
         """Wait up to ``timeout`` seconds for events and return their wire frames, joined.
 
         ``b""`` once the subscription has ended, ``None`` when nothing came in time (the
-        :class:`~sse_sync._runner.FrameSource` protocol). An error reading the broker's store
+        :class:`~sse_sync.FrameSource` protocol). An error reading the broker's store
         is logged and ends the subscription: the client reconnects and resumes.
         """
         try:

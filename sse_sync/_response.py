@@ -35,16 +35,10 @@ from ._cors import CORS, add_to_flask_response
 from ._event import ServerSentEvent
 from ._items import ItemRules, check_items, item_encoder
 from ._logging import logger
+from ._producer import Producer, RunnerKind
 from ._request import END_ID, reconnects_after_end
-from ._runner import (
-    OPEN_TIMEOUT,
-    EventStream,
-    FrameSource,
-    Producer,
-    RunnerKind,
-    check_seconds,
-    check_timeout,
-)
+from ._seconds import check_seconds, check_timeout
+from ._stream import OPEN_TIMEOUT, EventStream, FrameSource
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -4,9 +4,10 @@
   and Werkzeug put it there; under gevent's pywsgi it is the one ``wsgi.input`` reads from) and
   wraps it in a :class:`ClientConnection`: the one place that polls it for the peer's close and
   shuts it down.
-* :func:`notice_server` looks once per process at the server behind ``environ``: the gunicorn
-  worker (to see it stopping, :func:`draining`), a sync worker (warned about), a gthread
-  worker's thread count (:data:`thread_budget`).
+* :func:`notice_server` looks at the server behind ``environ`` when a stream starts: it returns
+  the gunicorn worker (whose ``alive`` turns ``False`` when it is told to stop) and warns, once
+  per process, about a sync worker; :data:`thread_budget` counts a gthread worker's streams
+  against its threads.
 
 Invariants, and why they hold:
 
@@ -15,32 +16,32 @@ Invariants, and why they hold:
 2. Shutting a socket down never closes it: the server still owns it and closes it. The OS-level
    socket is shut, not gevent's cooperative wrapper, whose ``shutdown()`` would kill a greenlet
    writing to it with ``EBADF`` (the writer gets ``EPIPE`` instead, a normal disconnect).
-3. What is learnt per process is keyed by ``os.getpid()``, so a value inherited across
-   gunicorn's fork (a ``--preload`` app) is looked up again in the worker.
+3. Nothing learnt about the server is kept between streams, so nothing can be stale after
+   gunicorn's fork (a ``--preload`` app): each stream looks its worker up once, when it is bound
+   (a signal handler, an attribute and the class's MRO: cheap next to a request). Only what
+   cannot change is cached: ``select.poll`` or gevent's original of it. The sync-worker and
+   thread warnings are logged once per process.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 import select
 import signal
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from ._logging import logger
 from ._wake import gevent_active
 
 __all__ = [
     "ClientConnection",
+    "GunicornWorker",
     "connection_of",
-    "draining",
-    "gunicorn_worker",
     "notice_server",
     "thread_budget",
 ]
-
-_gunicorn: tuple[int, Any] = (0, None)  # (pid, gunicorn worker or None), see _find_gunicorn_worker
 
 
 class ClientConnection:
@@ -50,17 +51,18 @@ class ClientConnection:
     cut off a client that stopped reading (:meth:`shut_down`).
     """
 
-    __slots__ = ("_sock",)
+    __slots__ = ("_poll_class", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._poll_class = _poll_class()
 
     def peer_closed(self) -> bool:
         """Whether the peer closed the connection (readable, nothing to read), without blocking."""
         try:
             raw = _raw_socket(self._sock)
             # Poll before recv: a BlockingIOError from recv(MSG_DONTWAIT) costs twice a poll.
-            if not _readable(raw):
+            if not _readable(raw, self._poll_class):
                 return False
             return raw.recv(1, _PEEK) == b""
         except BlockingIOError:
@@ -82,41 +84,46 @@ def connection_of(environ: dict[str, Any]) -> ClientConnection | None:
     return None if sock is None else ClientConnection(sock)
 
 
-def gunicorn_worker() -> Any:
-    """The gunicorn worker of this process, once :func:`notice_server` found one, else None."""
-    pid, worker = _gunicorn
-    return worker if pid == os.getpid() else None
+class GunicornWorker(Protocol):
+    """What a stream reads of the gunicorn worker serving it."""
+
+    #: Turns ``False`` when the worker is told to stop: SIGTERM, SIGHUP through the master,
+    #: ``max_requests``.
+    alive: bool
 
 
-def notice_server(environ: dict[str, Any]) -> None:
-    """Learn, once per process, what server serves ``environ``: see the module docstring."""
-    _warn_if_sync_worker(environ)
-    _find_gunicorn_worker(environ)
+def notice_server(environ: dict[str, Any]) -> GunicornWorker | None:
+    """Look at the server behind ``environ``: the gunicorn worker serving it, else ``None``.
+
+    Also warns, once per process, when that is a gunicorn sync worker.
+    """
+    software = str(environ.get("SERVER_SOFTWARE", ""))
+    if "gunicorn" not in software:
+        return None
+    if (
+        software.startswith("gunicorn/")
+        and not environ.get("wsgi.multithread")
+        and not gevent_active()
+    ):
+        _warn_sync_worker()
+    return _gunicorn_worker()
 
 
-def _find_gunicorn_worker(environ: dict[str, Any]) -> None:
-    """Remember the gunicorn worker serving this process, to see when it is stopping.
+def _gunicorn_worker() -> GunicornWorker | None:
+    """The gunicorn worker of this process, found through its SIGTERM handler.
 
     gunicorn's ``Worker.init_signals()`` installs the worker's bound methods as its signal
-    handlers, so the SIGTERM handler leads to the worker; its ``alive`` turns ``False`` when it
-    is told to stop. Looked up once per process; nothing is installed or replaced.
+    handlers, so the SIGTERM handler leads to the worker. Nothing is installed or replaced.
     """
-    global _gunicorn
-    pid = os.getpid()
-    if _gunicorn[0] == pid or "gunicorn" not in str(environ.get("SERVER_SOFTWARE", "")):
-        return
-    worker = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    if worker is None or not hasattr(worker, "alive"):
-        worker = None
-    elif not any(cls.__module__.startswith("gunicorn.") for cls in type(worker).__mro__):
-        worker = None
-    _gunicorn = (pid, worker)
+    worker: object = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if worker is None or not hasattr(worker, "alive") or not _is_gunicorn(type(worker)):
+        return None
+    return worker
 
 
-def draining() -> bool:
-    """Whether this process's gunicorn worker is stopping (``False`` outside gunicorn)."""
-    pid, worker = _gunicorn
-    return worker is not None and not worker.alive and pid == os.getpid()
+def _is_gunicorn(cls: type) -> bool:
+    """Whether ``cls`` is (derived from) a class of gunicorn's."""
+    return any(base.__module__.startswith("gunicorn.") for base in cls.__mro__)
 
 
 def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
@@ -154,7 +161,6 @@ def _socket_under_input(wsgi_input: object) -> socket.socket | None:
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 #: Idle streams look at their socket only where a non-blocking look exists (not on Windows).
 _CAN_POLL = hasattr(select, "poll") and hasattr(socket, "MSG_DONTWAIT")
-_poll_cls: Any = None
 
 
 def _raw_socket(sock: socket.socket) -> socket.socket:
@@ -162,31 +168,29 @@ def _raw_socket(sock: socket.socket) -> socket.socket:
     return getattr(sock, "_sock", sock)
 
 
-def _readable(raw: socket.socket) -> bool:
-    """Whether ``raw`` has something to read (data or the peer's FIN), with a zero-timeout poll."""
-    global _poll_cls
-    if _poll_cls is None:  # resolved once: looking it up cost more than the poll itself
-        _poll_cls = select.poll
-        if gevent_active():
-            from gevent import monkey
+@functools.cache
+def _poll_class() -> Any:
+    """``select.poll``, or gevent's original of it where gevent patched ``select``.
 
-            _poll_cls = monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
-    poller = _poll_cls()
+    Asked when a connection is found (gevent has patched by then, if it ever will), and
+    looked up once: looking it up cost more than the poll itself.
+    """
+    if gevent_active():
+        from gevent import monkey
+
+        return monkey.get_original("select", "poll")  # a zero-timeout poll never blocks
+    return select.poll
+
+
+def _readable(raw: socket.socket, poll_class: Any) -> bool:
+    """Whether ``raw`` has something to read (data or the peer's FIN), with a zero-timeout poll."""
+    poller = poll_class()
     poller.register(raw.fileno(), select.POLLIN)
     return bool(poller.poll(0))
 
 
-_sync_worker_warned = False
-
-
-def _warn_if_sync_worker(environ: dict[str, Any]) -> None:
-    global _sync_worker_warned
-    if _sync_worker_warned:
-        return
-    software = str(environ.get("SERVER_SOFTWARE", ""))
-    if not software.startswith("gunicorn/") or environ.get("wsgi.multithread") or gevent_active():
-        return
-    _sync_worker_warned = True
+@functools.cache  # once per process: the cache is the "warned already"
+def _warn_sync_worker() -> None:
     logger.warning(
         "An event stream is being served by a gunicorn sync worker: each open stream pins the "
         "whole worker, and the worker timeout (--timeout) kills it mid-stream. Serve with "
@@ -212,24 +216,16 @@ class _ThreadBudget:
         self._lock = threading.Lock()
         self._open = 0
         self._warned = False
-        self._threads: tuple[int, int | None] = (0, None)  # (pid, the worker's threads)
 
-    def threads(self) -> int | None:
-        """This process's gthread worker's ``--threads``; ``None`` under any other server."""
-        pid, threads = self._threads
-        if pid != os.getpid():
-            worker_pid, worker = _gunicorn
-            threads = None
-            if worker_pid == os.getpid() and worker is not None:
-                mro = type(worker).__mro__
-                if any(cls.__module__ == "gunicorn.workers.gthread" for cls in mro):
-                    value = getattr(getattr(worker, "cfg", None), "threads", None)
-                    threads = value if isinstance(value, int) and value > 0 else None
-            self._threads = (os.getpid(), threads)
-        return threads
+    def take(self, worker: GunicornWorker) -> bool:
+        """Count one more open stream if ``worker`` is a gthread worker; whether it was counted.
 
-    def take(self, threads: int) -> None:
-        """Count one more open stream; warn once when the streams near ``threads``."""
+        Warns once when the streams near the worker's threads. A stream counted gives it back
+        with :meth:`give_back`.
+        """
+        threads = _gthread_threads(worker)
+        if threads is None:
+            return False
         with self._lock:
             self._open += 1
             count = self._open
@@ -246,11 +242,24 @@ class _ThreadBudget:
                 count,
                 threads,
             )
+        return True
 
     def give_back(self) -> None:
         """Count one stream less."""
         with self._lock:
             self._open -= 1
+
+
+def _gthread_threads(worker: GunicornWorker) -> int | None:
+    """A gthread worker's ``--threads``; ``None`` for any other worker."""
+    if not _is_gthread(type(worker)):
+        return None
+    value = getattr(getattr(worker, "cfg", None), "threads", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _is_gthread(cls: type) -> bool:
+    return any(base.__module__ == "gunicorn.workers.gthread" for base in cls.__mro__)
 
 
 #: The open streams of this process's gthread worker, against its threads.

@@ -27,6 +27,7 @@ from ._event import (
     sse_starlette_fields,
 )
 from ._items import ItemRules, item_encoder
+from ._producer import RunnerKind
 from ._response import (
     CLOSE_TIMEOUT,
     ITEMS,
@@ -37,7 +38,7 @@ from ._response import (
     HeadersLike,
     StreamOptions,
 )
-from ._runner import OPEN_TIMEOUT, RunnerKind
+from ._stream import OPEN_TIMEOUT
 
 __all__ = ["EventStreamView", "event_stream_route", "sse_view"]
 

@@ -1,8 +1,9 @@
 """Waking a waiter, under threads and under gevent.
 
 A stream's reader waits on a :class:`Wake`; producers, brokers and ``close()`` set it, from
-any thread or greenlet. :func:`new_wake` gives a ``threading.Event``, or under gevent a cheaper
-flag that waits on the hub without raising a ``Timeout`` and can start a producer greenlet at once.
+any thread or greenlet. :func:`new_wake` gives a ``threading.Event``, or under gevent a
+:class:`GeventWake`: a cheaper flag that waits on the hub without raising a ``Timeout`` and can
+start a producer greenlet at once.
 
 Invariants, and why they hold:
 
@@ -10,30 +11,32 @@ Invariants, and why they hold:
    and ``set()`` sets the flag before it reads the waiter: whichever runs second sees the other.
 2. A late wake-up does nothing. Only ``wait`` clears ``_waiter``; a timer or ``set()`` that fires
    after the wait ended switches a ``Waiter`` nobody waits on, or a :class:`_Resume` already spent.
-3. ``set()`` from another thread goes through the hub's thread-safe callback, never a direct switch.
+3. ``set()`` from another thread goes through the hub's thread-safe callback, never a direct switch:
+   it compares the calling OS thread with the hub's (``Hub.thread_ident``).
+4. Nothing is remembered between calls but what cannot change: gevent's functions, imported once
+   (:func:`_gevent`). Whether gevent is active is asked each time (:func:`gevent_active`).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = ["GeventWake", "Wake", "gevent_active", "new_wake"]
 
-_gevent_patched = False
-
 
 def gevent_active() -> bool:
-    """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent)."""
-    global _gevent_patched
-    if not _gevent_patched and "gevent" in sys.modules:
-        from gevent import monkey
+    """Whether gevent has monkey-patched ``threading`` in this process (never imports gevent).
 
-        # Remembered once true: monkey-patching is for the life of the process.
-        _gevent_patched = bool(monkey.is_module_patched("threading"))
-    return _gevent_patched
+    Asked each time rather than remembered, as a process may import gevent long before it
+    patches (gunicorn's master loads the gevent worker class; the worker patches after the
+    fork). Cheap: only ``gevent.monkey`` patches, so where it was never imported nothing is.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 class Wake(Protocol):
@@ -53,24 +56,35 @@ class Wake(Protocol):
 def new_wake() -> Wake:
     """A :class:`Wake` for a reader on this thread: ``threading.Event``, or cheaper under gevent."""
     if gevent_active():
-        if GeventWake.current_hub is _no_hub:
-            # Looked up once: an import statement per wait would cost more than the wait.
-            from gevent import getcurrent
-            from gevent._hub_local import get_hub_if_exists
-            from gevent._waiter import Waiter
-
-            GeventWake.waiter_class, GeventWake.getcurrent = Waiter, getcurrent
-            GeventWake.current_hub = get_hub_if_exists
-        hub = GeventWake.current_hub()
+        hub = _gevent().get_hub()
         # Only the main thread's hub: a thread of gevent's pool may have a hub too, but the next
         # step of a generator may run on another thread, which a patched Event copes with.
-        if hub is not None and hub.main_hub:
+        if hub.main_hub:
             return GeventWake(hub)
     return threading.Event()
 
 
-def _no_hub() -> None:
-    return None
+class _Gevent(NamedTuple):
+    """What a :class:`GeventWake` calls of gevent, all of it public gevent API."""
+
+    #: ``gevent.hub.Waiter``: a one-shot switch into a greenlet waiting in the hub.
+    waiter_class: Callable[[Any], Any]
+    getcurrent: Callable[[], Any]
+    get_hub: Callable[[], Any]
+    #: The OS thread's ident (``_thread.get_ident`` before gevent patched it).
+    native_ident: Callable[[], int]
+
+
+@functools.cache
+def _gevent() -> _Gevent:
+    """gevent's functions a :class:`GeventWake` uses, imported once: only once gevent is active.
+
+    (An import statement per wait would cost more than the wait.)
+    """
+    from gevent import get_hub, getcurrent, monkey
+    from gevent.hub import Waiter
+
+    return _Gevent(Waiter, getcurrent, get_hub, monkey.get_original("_thread", "get_ident"))
 
 
 class GeventWake:
@@ -83,17 +97,28 @@ class GeventWake:
     queued in the hub (such as the set-up of a burst of other requests).
     """
 
-    __slots__ = ("_flag", "_hub", "_waiter")
-
-    #: gevent's ``Waiter``, ``getcurrent`` and ``get_hub_if_exists``, set by :func:`new_wake`.
-    waiter_class: Any = None
-    getcurrent: Callable[[], Any] = staticmethod(_no_hub)
-    current_hub: Callable[[], Any] = staticmethod(_no_hub)
+    __slots__ = (
+        "_flag",
+        "_getcurrent",
+        "_hub",
+        "_hub_thread",
+        "_native_ident",
+        "_waiter",
+        "_waiter_class",
+    )
 
     def __init__(self, hub: Any) -> None:
+        # gevent's functions in slots of their own: looked up here, not per wait or set().
+        self._waiter_class, self._getcurrent, _, self._native_ident = _gevent()
         self._hub = hub
+        self._hub_thread: int = hub.thread_ident
         self._flag = False
         self._waiter: Any = None  # how to resume the reader waiting now: a Waiter or _Resume
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a greenlet waits on this now (its wait published; see invariant 1)."""
+        return self._waiter is not None
 
     def set(self) -> None:
         if self._flag:
@@ -104,7 +129,8 @@ class GeventWake:
         waiter = self._waiter
         if waiter is not None:
             loop = self._hub.loop
-            if GeventWake.current_hub() is self._hub:
+            native_ident = self._native_ident  # a local: calling a slot directly costs more
+            if native_ident() == self._hub_thread:
                 loop.run_callback(waiter.switch, True)
             else:
                 loop.run_callback_threadsafe(waiter.switch, True)
@@ -129,9 +155,12 @@ class GeventWake:
             run = None
         # gevent's Waiter (compiled) when this greenlet waits in the hub, the same in Python when
         # it runs another greenlet first (a Waiter can only be waited on in the hub).
-        waiter: Any = (
-            GeventWake.waiter_class(self._hub) if run is None else _Resume(GeventWake.getcurrent())
-        )
+        if run is None:
+            waiter_class = self._waiter_class  # a local: calling a slot directly costs more
+            waiter: Any = waiter_class(self._hub)
+        else:
+            getcurrent = self._getcurrent
+            waiter = _Resume(getcurrent())
         # Published before the flag is read: a set() from another thread sees one or the other.
         self._waiter = waiter
         if self._flag:
@@ -155,7 +184,13 @@ class GeventWake:
 
 
 class _Resume:
-    """Switches a waiting greenlet back in, once; a no-op once its wait is over."""
+    """Switches a waiting greenlet back in, once; a no-op once its wait is over.
+
+    What gevent's ``Waiter`` does for a greenlet waiting in the hub, for one that switched to
+    another greenlet instead (``GeventWake.wait(run=...)``): that greenlet runs until it blocks
+    and the hub takes over, and the waiting one resumes only when ``set()`` or its timer calls
+    :meth:`switch`.
+    """
 
     __slots__ = ("greenlet",)
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._parse import EventParser, MessageEvent
-from ._runner import PING_OVERRIDE, EventStream, check_seconds
+from ._seconds import check_seconds
+from ._stream import PING_OVERRIDE, EventStream
 
 __all__ = ["MessageEvent", "assert_cleaned_up", "override_ping", "read_events"]
 

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from sse_sync import ServerSentEvent, sse_response
 from sse_sync.client import EventSource, EventSourceError, MessageEvent
 
+from .blocking import watch_blocking
 from .conftest import wait_until
 
 #: Every read in these tests times out after this many seconds (it is also the connect timeout).
@@ -357,10 +358,10 @@ def test_close_from_another_thread_stops_blocked_read(server: Server) -> None:
     """close() from another thread makes an iteration blocked on a quiet stream end promptly."""
     server.routes["/s"] = lambda req, n: server.blocking(ServerSentEvent(data=1))
     source = EventSource(server.url + "/s", timeout=TIMEOUT)
-    reader, got = _read_in_thread(source)
-    wait_until(lambda: got)
-    # White-box: wait until the reader is back inside next(), blocked on the socket.
-    wait_until(lambda: source._busy and source._response is not None)
+    with watch_blocking() as blocking:
+        reader, got = _read_in_thread(source)
+        # The reader is back inside next(), blocked reading the socket.
+        wait_until(lambda: got and blocking.blocked(reader.ident, "recv"))
     start = time.monotonic()
     source.close()
     reader.join(DEADLINE)
@@ -375,9 +376,10 @@ def test_close_from_another_thread_stops_reconnect_wait(server: Server) -> None:
     """close() during the wait before a reconnection ends the iteration at once."""
     server.routes["/s"] = lambda req, n: sse_response([ServerSentEvent(data=1, retry=60_000)])
     source = EventSource(server.url + "/s", timeout=TIMEOUT)
-    reader, got = _read_in_thread(source)
-    wait_until(lambda: got)
-    wait_until(lambda: source._busy and source._response is None)  # waiting to reconnect
+    with watch_blocking() as blocking:
+        reader, got = _read_in_thread(source)
+        # The stream ended: the reader waits (60 s) to reconnect.
+        wait_until(lambda: got and blocking.blocked(reader.ident, "wait"))
     source.close()
     reader.join(DEADLINE)
     assert not reader.is_alive(), "the iteration did not stop after close()"
@@ -413,9 +415,10 @@ def test_concurrent_iteration_is_refused(server: Server) -> None:
     """A second thread iterating the same EventSource gets a RuntimeError."""
     server.routes["/s"] = lambda req, n: server.blocking(ServerSentEvent(data=1))
     with EventSource(server.url + "/s", timeout=TIMEOUT) as source:
-        reader, got = _read_in_thread(source)
-        wait_until(lambda: got)
-        wait_until(lambda: source._busy)
+        with watch_blocking() as blocking:
+            reader, got = _read_in_thread(source)
+            # The reader is inside next(), blocked reading the socket.
+            wait_until(lambda: got and blocking.blocked(reader.ident, "recv"))
         with pytest.raises(RuntimeError, match="already being iterated"):
             next(source)
     reader.join(DEADLINE)

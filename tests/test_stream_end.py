@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from sse_sync import MemoryBroker, _runner, _server, sse_response
-from sse_sync._runner import END_RETRY_MS, EventStream
+from sse_sync import MemoryBroker, sse_response
+from sse_sync._server import ClientConnection
+from sse_sync._stream import DISCONNECT_POLL, END_RETRY_MS, EventStream, lifetime
 
 
 def retry_of(frame: bytes) -> int:
@@ -21,7 +21,10 @@ def retry_of(frame: bytes) -> int:
 
 
 class FakeWorker:
-    """Stands in for a gunicorn worker: what the stream looks at is ``alive``."""
+    """Stands in for a gunicorn worker: its SIGTERM handler is its method; ``alive`` says it runs.
+
+    What gunicorn's ``Worker.init_signals()`` sets up, and all a stream looks at.
+    """
 
     __module__ = "gunicorn.workers.fake"
 
@@ -33,11 +36,10 @@ class FakeWorker:
 
 
 @pytest.fixture
-def gunicorn_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorker]:
+def gunicorn_worker() -> Iterator[FakeWorker]:
     """A fake gunicorn worker whose handle_exit is this process's SIGTERM handler."""
     worker = FakeWorker()
     previous = signal.signal(signal.SIGTERM, worker.handle_exit)
-    monkeypatch.setattr(_server, "_gunicorn", (0, None))
     try:
         yield worker
     finally:
@@ -63,19 +65,11 @@ def test_max_lifetime_ends_with_a_jittered_retry() -> None:
 
 
 def test_max_lifetime_jitter_spreads_streams() -> None:
-    """Streams started together pick different ends (80-100%) and different retry hints."""
+    """Streams live 80-100% of max_lifetime, each its own, and end with different retry hints."""
+    lifetimes = [lifetime(100.0) for _ in range(50)]
+    assert all(80.0 <= t <= 100.0 for t in lifetimes), lifetimes
+    assert len({round(t, 3) for t in lifetimes}) > 25
     broker = MemoryBroker()
-    streams = [EventStream(broker.subscribe("x"), ping=None, max_lifetime=100.0) for _ in range(20)]
-    broker.publish("x", 1)
-    lifetimes = []
-    for stream in streams:
-        started = time.monotonic()
-        assert next(stream).endswith(b"data: 1\n\n")  # the end time is picked on the first next()
-        assert stream._end_at is not None
-        lifetimes.append(stream._end_at - started)
-        stream.close()
-    assert all(80.0 - 0.1 <= t <= 100.0 for t in lifetimes), lifetimes
-    assert len({round(t, 3) for t in lifetimes}) > 10
     hints = {
         retry_of(next(EventStream(broker.subscribe("y"), ping=None, max_lifetime=0.01)))
         for _ in range(20)
@@ -115,14 +109,10 @@ def test_stopping_gunicorn_worker_ends_streams(gunicorn_worker: FakeWorker) -> N
     broker = MemoryBroker()
     stream = EventStream(broker.subscribe("x"), ping=None)
     stream.bind({**GUNICORN_ENVIRON, "gunicorn.socket": server_side})
-    assert not _server.draining()
     broker.publish("x", 1)
-    assert next(stream).endswith(b"data: 1\n\n")
+    assert next(stream).endswith(b"data: 1\n\n")  # alive: the stream goes on
     gunicorn_worker.handle_exit(signal.SIGTERM, None)
-    assert _server.draining()
-    started = time.monotonic()
     frame = next(stream)
-    assert time.monotonic() - started < 0.5
     assert END_RETRY_MS[0] <= retry_of(frame) <= END_RETRY_MS[1]
     with pytest.raises(StopIteration):
         next(stream)
@@ -134,17 +124,41 @@ def test_stopping_gunicorn_worker_ends_streams(gunicorn_worker: FakeWorker) -> N
     client_side.close()
 
 
-def test_idle_stream_notices_the_stop_within_a_second(gunicorn_worker: FakeWorker) -> None:
-    """An idle stream under gunicorn looks at the worker at least every second."""
-    server_side, client_side = socket.socketpair()
-    stream = EventStream(MemoryBroker().subscribe("x"), ping=60)
-    stream.bind({**GUNICORN_ENVIRON, "gunicorn.socket": server_side})
-    gunicorn_worker.alive = False
-    started = time.monotonic()
+class Idle:
+    """A FrameSource with nothing to send: each read times out at once; records the timeouts."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+        self.on_read: Callable[[], None] | None = None
+
+    def read_frames(self, timeout: float | None) -> bytes | None:
+        self.timeouts.append(timeout)
+        if self.on_read is not None:
+            self.on_read()
+        return None
+
+    def attach(self, connection: ClientConnection) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_idle_stream_notices_the_stop_within_a_poll(gunicorn_worker: FakeWorker) -> None:
+    """An idle stream under gunicorn, even with no socket, looks at its worker every poll."""
+    source = Idle()
+    stream = EventStream(source, ping=60, open_timeout=0)
+    stream.bind(dict(GUNICORN_ENVIRON))
+    assert next(stream) == b": ping\n\n"  # open_timeout=0: the headers go out at once
+    source.timeouts.clear()
+
+    def told_to_stop() -> None:
+        gunicorn_worker.alive = False  # while the stream waits
+
+    source.on_read = told_to_stop
     assert next(stream).startswith(b"retry: ")
-    assert time.monotonic() - started < _runner._DISCONNECT_POLL + 0.5
-    server_side.close()
-    client_side.close()
+    [waited] = source.timeouts  # one wait, no longer than the poll: then it looked
+    assert waited is not None and waited <= DISCONNECT_POLL
 
 
 def test_no_drain_outside_gunicorn(gunicorn_worker: FakeWorker) -> None:
@@ -152,11 +166,10 @@ def test_no_drain_outside_gunicorn(gunicorn_worker: FakeWorker) -> None:
     stream = EventStream(MemoryBroker().subscribe("x"), ping=0.05)
     stream.bind({"SERVER_SOFTWARE": "Werkzeug/3.1"})
     gunicorn_worker.alive = False
-    assert not _server.draining()
     assert next(stream) == b": ping\n\n"
 
 
-def test_non_gunicorn_handler_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_gunicorn_handler_is_ignored() -> None:
     """A SIGTERM handler that is not a gunicorn worker's method is not mistaken for one."""
 
     class Other:
@@ -166,11 +179,29 @@ def test_non_gunicorn_handler_is_ignored(monkeypatch: pytest.MonkeyPatch) -> Non
 
     other = Other()
     previous = signal.signal(signal.SIGTERM, other.handler)
-    monkeypatch.setattr(_server, "_gunicorn", (0, None))
     try:
-        EventStream(MemoryBroker().subscribe("x")).bind(dict(GUNICORN_ENVIRON))
-        assert _server._gunicorn == (os.getpid(), None)
-        assert not _server.draining()
+        stream = EventStream(MemoryBroker().subscribe("x"), ping=0.05)
+        stream.bind(dict(GUNICORN_ENVIRON))
+        assert next(stream) == b": ping\n\n"  # no retry hint: not draining
+        stream.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_worker_is_looked_up_per_stream() -> None:
+    """A stream finds the worker whose handler is installed now, whatever earlier ones found."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        before = EventStream(MemoryBroker().subscribe("x"), ping=0.05)
+        before.bind(dict(GUNICORN_ENVIRON))  # no worker to find yet
+        assert next(before) == b": ping\n\n"
+        worker = FakeWorker()
+        signal.signal(signal.SIGTERM, worker.handle_exit)
+        worker.alive = False
+        stream = EventStream(MemoryBroker().subscribe("x"), ping=0.05)
+        stream.bind(dict(GUNICORN_ENVIRON))
+        assert next(stream).startswith(b"retry: ")
+        before.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sse_sync._runner import END_RETRY_MS
+from sse_sync._stream import END_RETRY_MS
 
 from ..conftest import LiveServer, wait_until
 from .fleet import Client, Fleet
