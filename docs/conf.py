@@ -67,7 +67,7 @@ nitpick_ignore = [
         "RouteCallable",
         "RunnerKind",
         "_Hub",
-        "sse_sync._runner.EventStream",
+        "sse_sync._stream.EventStream",
         "sse_sync.testing._TestResponse",
         "strict=True",  # Annotated[int, Strict()] metadata, rendered as if it were a type
     )

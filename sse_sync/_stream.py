@@ -113,11 +113,12 @@ def lifetime(max_lifetime: float) -> float:
 
 
 class FrameSource(Protocol):
-    """Where an :class:`EventStream` gets its bytes from.
+    """Where an event stream (the body of an :class:`~sse_sync.EventStreamResponse`) gets its
+    bytes from: a broker subscription, or anything that implements these methods.
 
     These three methods are all a stream calls on its source. (A stream dropped unsent also
-    asks a :class:`~sse_sync._producer.Producer` to stop without waiting, which a finalizer must
-    not: see invariant 1.)
+    asks sse_sync's own generator producer to stop without waiting, which a finalizer must
+    not: see invariant 1 of ``sse_sync._stream``.)
     """
 
     def read_frames(self, timeout: float | None) -> bytes | None:
