@@ -36,6 +36,8 @@ import httpx
 import pytest
 from flask import Flask
 
+from sse_sync import SSE, MemoryBroker, RedisBroker
+
 from .conftest import ROOT, wait_until
 
 #: The pages whose Python blocks are checked: the README and every Markdown page of the site.
@@ -133,6 +135,13 @@ class PageRun:
             app = self.namespace.get("app")
             if isinstance(app, Flask) and app not in self.apps:
                 self.apps.append(app)
+
+    def close(self) -> None:
+        """Close the brokers the page made (a RedisBroker's reader thread outlives its Redis)."""
+        for value in self.namespace.values():
+            broker = value.broker if isinstance(value, SSE) else value
+            if isinstance(broker, (MemoryBroker, RedisBroker)):
+                broker.close()
 
     @property
     def app(self) -> Flask:

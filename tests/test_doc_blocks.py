@@ -42,7 +42,9 @@ def _run(request: pytest.FixtureRequest, page: Path, **kwargs: Any) -> Any:
     redis_url = None
     if needs_redis(python_blocks(page)):
         redis_url = request.getfixturevalue("redis_server").url
-    return run_page(page, redis_url, **kwargs)
+    run = run_page(page, redis_url, **kwargs)
+    request.addfinalizer(run.close)
+    return run
 
 
 def test_no_python_escapes_the_runner() -> None:

@@ -31,7 +31,8 @@ def frames(*items: Any) -> bytes:
 
 
 def _thread_names() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name.startswith("sse_sync")]
+    names = {"sse_sync-producer", "sse_sync-stragglers"}
+    return [thread.name for thread in threading.enumerate() if thread.name in names]
 
 
 def _in_thread(target: Any) -> tuple[threading.Thread, list[Any]]:
