@@ -42,15 +42,15 @@ from ._store import Counters, Store
 from ._subscription import RESET_EVENT, Subscription
 
 __all__ = [
-    "IDEMPOTENCY_WINDOW",
-    "MAX_EVENT_SIZE",
-    "RESET_EVENT",
     "Broker",
     "ChannelLog",
     "Counters",
     "Entry",
+    "IDEMPOTENCY_WINDOW",
+    "MAX_EVENT_SIZE",
     "Order",
     "Position",
+    "RESET_EVENT",
     "ResetReason",
     "Store",
     "Subscription",
