@@ -1,7 +1,8 @@
 """The behaviour every broker shares, run against each one by subclassing ``BrokerContract``.
 
-A test module defines a ``make_broker`` fixture (a factory taking ``history`` and
-``max_pending``) and a ``class TestX(BrokerContract)``.
+A test module defines a ``make_broker`` fixture (a factory taking ``history``,
+``max_pending`` and the broker's other options; :func:`made_by` makes one) and a
+``class TestX(BrokerContract)``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 import tracemalloc
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,21 @@ from sse_sync._event import encode_data
 from .conftest import wait_until
 
 MakeBroker = Callable[..., Any]
+
+
+def made_by(new: Callable[..., Any]) -> Iterator[MakeBroker]:
+    """A ``make_broker`` fixture's body: ``new(history, max_pending, **options)``, each broker
+    closed after the test."""
+    made: list[Any] = []
+
+    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> Any:
+        broker = new(history, max_pending, **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.close()
 
 
 def take(sub: Subscription, count: int, timeout: float = 10.0) -> list[ServerSentEvent]:

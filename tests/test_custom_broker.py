@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,7 +13,7 @@ pytest.register_assert_rewrite("tests.broker_contract")
 
 import sse_sync.brokers  # noqa: E402
 
-from .broker_contract import BrokerContract, MakeBroker, datas, take  # noqa: E402
+from .broker_contract import BrokerContract, MakeBroker, datas, made_by, take  # noqa: E402
 from .conftest import ROOT  # noqa: E402
 from .sqlite_broker import SQLiteBroker  # noqa: E402
 
@@ -43,16 +42,11 @@ EXTENSION_POINT = {
 @pytest.fixture
 def make_broker() -> Iterator[MakeBroker]:
     """A factory of SQLiteBrokers on in-memory databases, closed afterwards."""
-    made: list[SQLiteBroker] = []
-
-    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> SQLiteBroker:
-        broker = SQLiteBroker(":memory:", history, max_pending=max_pending, **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.close()
+    yield from made_by(
+        lambda history, max_pending, **options: SQLiteBroker(
+            ":memory:", history, max_pending=max_pending, **options
+        )
+    )
 
 
 class TestSQLiteBroker(BrokerContract):

@@ -18,22 +18,17 @@ pytest.register_assert_rewrite("tests.broker_contract")
 
 from sse_sync import SSE, MemoryBroker  # noqa: E402
 
-from .broker_contract import BrokerContract, MakeBroker, take  # noqa: E402
+from .broker_contract import BrokerContract, MakeBroker, made_by, take  # noqa: E402
 
 
 @pytest.fixture
 def make_broker() -> Iterator[MakeBroker]:
     """A factory of MemoryBrokers, closed afterwards."""
-    made: list[MemoryBroker] = []
-
-    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> MemoryBroker:
-        broker = MemoryBroker(history, max_pending=max_pending, **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.close()
+    yield from made_by(
+        lambda history, max_pending, **options: MemoryBroker(
+            history, max_pending=max_pending, **options
+        )
+    )
 
 
 class TestMemoryBroker(BrokerContract):

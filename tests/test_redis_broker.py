@@ -18,7 +18,7 @@ pytest.register_assert_rewrite("tests.broker_contract")
 
 from sse_sync import RedisBroker, Subscription  # noqa: E402
 
-from .broker_contract import BrokerContract, MakeBroker, datas, quiet, take  # noqa: E402
+from .broker_contract import BrokerContract, MakeBroker, datas, made_by, quiet, take  # noqa: E402
 from .conftest import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.redis
@@ -29,19 +29,14 @@ _prefixes = itertools.count()
 @pytest.fixture
 def make_broker(redis_server: Any) -> Iterator[MakeBroker]:
     """A factory of RedisBrokers on the private server (each with its own key prefix)."""
-    made: list[RedisBroker] = []
 
-    def make(history: int = 1000, max_pending: int | None = None, **options: Any) -> RedisBroker:
+    def new(history: int, max_pending: int | None, **options: Any) -> RedisBroker:
         options.setdefault("prefix", f"t{next(_prefixes)}:")
-        broker = RedisBroker.from_url(
+        return RedisBroker.from_url(
             redis_server.url, history=history, max_pending=max_pending, **options
         )
-        made.append(broker)
-        return broker
 
-    yield make
-    for broker in made:
-        broker.close()
+    yield from made_by(new)
 
 
 class TestRedisBroker(BrokerContract):
