@@ -122,7 +122,8 @@ class StreamReader:
         self._closed = False
         self._reader: threading.Thread | None = None
         self._unblocker: threading.Thread | None = None
-        self._client_id: int | None = None  # the reader connection's CLIENT ID
+        self._client: Any = None  # the reader's connection, used by the reader only
+        self._client_id: int | None = None  # its CLIENT ID
 
     def __len__(self) -> int:
         """How many channels this process follows."""
@@ -264,7 +265,22 @@ class StreamReader:
     # -- the reader ----------------------------------------------------------------------
 
     def _read_forever(self) -> None:
-        client: Any = None
+        try:
+            self._read_loop()
+        finally:  # however the thread ends (a BaseException too), its connection is closed
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        """Close the reader's connection, if it has one (only the reader calls this)."""
+        client, self._client = self._client, None
+        self._client_id = None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                logger.debug("Closing the Redis reader's connection failed", exc_info=True)
+
+    def _read_loop(self) -> None:
         backoff = _BACKOFF_MIN
         failing = False
         while not self._stop.is_set():
@@ -276,21 +292,16 @@ class StreamReader:
                 self._changed.wait(self._block)
                 continue
             try:
+                client = self._client
                 if client is None:
-                    client = self._connect()
+                    client = self._client = self._connect()
                     self._client_id = client.client_id()
                     self._check_heads(client)
                     continue  # the heads may have moved
                 reply = client.xread(streams, count=_READ_COUNT, block=ms(self._block))
                 batches = self._check_jumps(client, streams, reply)
             except Exception as exc:
-                self._client_id = None
-                if client is not None:
-                    try:
-                        client.close()
-                    except Exception:
-                        logger.debug("Closing the Redis reader's connection failed", exc_info=True)
-                    client = None
+                self._disconnect()
                 if self._stop.is_set():
                     break
                 self._counters.reader_reconnected()
@@ -316,8 +327,6 @@ class StreamReader:
                 logger.exception("Delivering events read from Redis failed; retrying")
                 self._stop.wait(_BACKOFF_MAX)
             del batches  # not kept while the next XREAD waits: a batch can be large
-        if client is not None:
-            client.close()
 
     def _check_heads(self, client: Any) -> None:
         """On (re)connecting: start over, with a ``reset``, every stream that lost events.

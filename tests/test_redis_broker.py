@@ -49,23 +49,30 @@ def _client(redis_server: Any) -> Any:
     return redis.Redis.from_url(redis_server.url)
 
 
-def test_ids_are_stream_ids(make_broker: MakeBroker, redis_server: Any) -> None:
+@pytest.fixture
+def redis_client(redis_server: Any) -> Iterator[Any]:
+    """A redis-py client of the private server, closed afterwards."""
+    with _client(redis_server) as client:
+        yield client
+
+
+def test_ids_are_stream_ids(make_broker: MakeBroker, redis_client: Any) -> None:
     """publish() XADDs to '<prefix><channel>' and returns the stream id."""
     broker = make_broker(prefix="ids:")
     event_id = broker.publish("chan", {"x": 1}, event="e", retry=10)
     ms, _, seq = event_id.partition("-")
     assert ms.isdigit() and seq.isdigit()
-    [(stream_id, fields)] = _client(redis_server).xrange("ids:chan")
+    [(stream_id, fields)] = redis_client.xrange("ids:chan")
     assert stream_id.decode() == event_id
     assert fields == {b"event": b"e", b"data": b'{"x":1}', b"retry": b"10"}
 
 
-def test_streams_are_capped_at_history(make_broker: MakeBroker, redis_server: Any) -> None:
+def test_streams_are_capped_at_history(make_broker: MakeBroker, redis_client: Any) -> None:
     """XADD trims with MAXLEN ~ history: the stream stays near the history size."""
     broker = make_broker(history=50, prefix="cap:")
     for i in range(1000):
         broker.publish("c", i)
-    length = _client(redis_server).xlen("cap:c")
+    length = redis_client.xlen("cap:c")
     assert 50 <= length <= 50 + 100  # '~' trims whole nodes of up to 100 entries
 
 
@@ -96,19 +103,18 @@ def test_replay_beyond_the_process_log_pages_through_xrange(make_broker: MakeBro
 
 
 def test_one_reader_connection_for_many_subscribers(
-    make_broker: MakeBroker, redis_server: Any
+    make_broker: MakeBroker, redis_client: Any
 ) -> None:
     """200 subscriptions over 5 channels use one reader connection, not one per client."""
     broker = make_broker()
-    client = _client(redis_server)
-    before = len(client.client_list())
+    before = len(redis_client.client_list())
     subs = [broker.subscribe(f"ch{i % 5}") for i in range(200)]
     for sub in subs:
         sub.read_frames(0)
     broker.publish("ch0", "x")
     for sub in subs[::5]:
         assert datas(take(sub, 1)) == ["x"]
-    connections = len(client.client_list()) - before
+    connections = len(redis_client.client_list()) - before
     # The reader, and the command pool's: subscribing requests and the reader's unblocker.
     assert 1 <= connections <= 4
     assert broker.stats()["subscribers"] == 200
@@ -304,25 +310,25 @@ def test_publish_raises_when_redis_is_down(make_broker: MakeBroker, redis_server
 
 
 def test_malformed_entries_are_skipped(
-    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+    make_broker: MakeBroker, redis_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An entry with bad fields, added by someone else, is logged and skipped."""
     broker = make_broker(prefix="bad:")
     with broker.subscribe("m") as sub:
         sub.read_frames(0)
-        _client(redis_server).xadd("bad:m", {"retry": "soon"})
+        redis_client.xadd("bad:m", {"retry": "soon"})
         with caplog.at_level(logging.WARNING, logger="sse_sync"):
             broker.publish("m", "good")
             assert datas(take(sub, 1)) == ["good"]
         assert "malformed stream entry" in caplog.text
 
 
-def test_other_language_publishers_can_xadd(make_broker: MakeBroker, redis_server: Any) -> None:
+def test_other_language_publishers_can_xadd(make_broker: MakeBroker, redis_client: Any) -> None:
     """A plain XADD with 'event' and 'data' (JSON text) fields is a valid event."""
     broker = make_broker(prefix="xadd:")
     with broker.subscribe("o") as sub:
         sub.read_frames(0)
-        _client(redis_server).xadd("xadd:o", {"event": "hi", "data": '{"from": "go"}'})
+        redis_client.xadd("xadd:o", {"event": "hi", "data": '{"from": "go"}'})
         [event] = take(sub, 1)
         assert (event.event, event.data) == ("hi", {"from": "go"})
 
@@ -386,7 +392,7 @@ def test_missing_redis_package_names_the_extra() -> None:
 
 
 def test_undecodable_entry_does_not_stop_the_reader(
-    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+    make_broker: MakeBroker, redis_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An entry that is not UTF-8 is logged and skipped; the reader goes on for every channel."""
     broker = make_broker(prefix="utf:")
@@ -394,7 +400,7 @@ def test_undecodable_entry_does_not_stop_the_reader(
         on_a.read_frames(0)
         on_b.read_frames(0)
         with caplog.at_level(logging.WARNING, logger="sse_sync"):
-            _client(redis_server).xadd("utf:a", {"raw": b"\xff\xfe"})
+            redis_client.xadd("utf:a", {"raw": b"\xff\xfe"})
             wait_until(lambda: "malformed stream entry" in caplog.text)
             broker.publish("b", "on b")
             assert datas(take(on_b, 1)) == ["on b"]
@@ -403,14 +409,14 @@ def test_undecodable_entry_does_not_stop_the_reader(
 
 
 def test_skipped_entry_is_read_once(
-    make_broker: MakeBroker, redis_server: Any, caplog: pytest.LogCaptureFixture
+    make_broker: MakeBroker, redis_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A malformed entry at the end of a stream is skipped once, not read again and again."""
     broker = make_broker(prefix="once:")
     with broker.subscribe("s") as sub:
         sub.read_frames(0)
         with caplog.at_level(logging.WARNING, logger="sse_sync"):
-            _client(redis_server).xadd("once:s", {"retry": "soon"})
+            redis_client.xadd("once:s", {"retry": "soon"})
             wait_until(lambda: "malformed stream entry" in caplog.text)
             broker.publish("s", "next")
             assert datas(take(sub, 1)) == ["next"]
@@ -420,16 +426,16 @@ def test_skipped_entry_is_read_once(
 @pytest.mark.parametrize("fields", [{"raw": b"\xff\xfe"}, {"data": "not json"}, {"retry": "x"}])
 def test_malformed_entries_are_skipped_on_replay(
     make_broker: MakeBroker,
-    redis_server: Any,
+    redis_client: Any,
     caplog: pytest.LogCaptureFixture,
     fields: dict[str, Any],
 ) -> None:
     """Replay from Redis skips (and logs) malformed entries and delivers the good ones."""
     publisher = make_broker(prefix="replay:")
     first = publisher.publish("r", 0)
-    _client(redis_server).xadd("replay:r", fields)
+    redis_client.xadd("replay:r", fields)
     publisher.publish("r", 1)
-    _client(redis_server).xadd("replay:r", fields)
+    redis_client.xadd("replay:r", fields)
     reader = make_broker(prefix="replay:")  # follows nothing yet: replays with XRANGE
     with caplog.at_level(logging.WARNING, logger="sse_sync"):
         with reader.subscribe("r", last_event_id=first) as sub:
@@ -441,13 +447,12 @@ def test_malformed_entries_are_skipped_on_replay(
 
 
 def test_a_replay_page_of_malformed_entries_is_skipped(
-    make_broker: MakeBroker, redis_server: Any
+    make_broker: MakeBroker, redis_client: Any
 ) -> None:
     """A whole XRANGE page of malformed entries is skipped without waiting for a new event."""
     publisher = make_broker(prefix="page-bad:")
     first = publisher.publish("p", 0)
-    client = _client(redis_server)
-    pipe = client.pipeline()
+    pipe = redis_client.pipeline()
     for _ in range(300):
         pipe.xadd("page-bad:p", {"retry": "x"})
     pipe.execute()
