@@ -409,3 +409,4 @@ class RedisBroker:
         self._closed = True
         self._here().reader.close(timeout=self.block + 1.0)
         self._commands.close()
+        self._commands.connection_pool.disconnect()  # close() leaves a pool it was given open
