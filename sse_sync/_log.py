@@ -239,15 +239,14 @@ class Wakeup:
 
         A follower that fails is logged and skipped: the others are still told.
         """
-        count = self._count
+        count, end = self._count, self._end
         for bookmark in self._bookmarks:
             try:
-                if self._end:
+                if end:
                     bookmark.follower.close()
-                else:
-                    pos = bookmark.pos
-                    start = bookmark.start
-                    bookmark.follower.notify(count - (pos if pos > start else start))
+                    continue
+                pos, start = bookmark.pos, bookmark.start
+                bookmark.follower.notify(count - (pos if pos > start else start))
             except Exception:
                 logger.exception("Waking a subscriber of %s failed; skipping it", bookmark.channel)
 
