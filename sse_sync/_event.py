@@ -24,6 +24,7 @@ __all__ = [
     "ItemRules",
     "ServerSentEvent",
     "Warn",
+    "cache_frame",
     "default_encoder",
     "encode_data",
     "encode_item",
@@ -192,6 +193,15 @@ class ServerSentEvent(BaseModel):
             lines.append(b"\n")
             self._frame = b"".join(lines)
         return self._frame
+
+
+def cache_frame(event: ServerSentEvent, frame: bytes) -> None:
+    """Make ``frame`` what ``event.encode()`` returns, for a frame built already.
+
+    A broker's entry builds each frame once and hands events out to every subscriber: their
+    ``encode()`` then costs nothing. ``frame`` must be what ``encode()`` would return.
+    """
+    event._frame = frame
 
 
 #: What the items of a stream mean: "default" (fastapi.sse's rule, plus event-stream frames

@@ -1,4 +1,21 @@
-"""``MemoryBroker``: fan-out and replay inside one process, under threads or gevent."""
+"""``MemoryBroker``: fan-out and replay inside one process, under threads or gevent.
+
+The broker is a :class:`~sse_sync.brokers.Store` whose history is the channels' logs.
+
+Invariants, and why they hold:
+
+1. Ids follow one sequence across channels and are appended to the logs in that order: ``publish``
+   takes the next number and appends the entry under ``_lock``. So a log's entries are in order,
+   and any id issued is a position in every channel (the head of one with no event since).
+2. A log lives while a subscription attached it (the log counts them) or it holds history.
+   ``attach`` and ``detach`` count and drop under ``_lock``, so a log is never dropped between
+   a subscription attaching it and adding its bookmark.
+3. Nothing is attached after ``close()``: ``_closed`` is set under ``_lock``, which ``attach``
+   takes, and every log attached before is closed, so its subscriptions end.
+
+Lock order: ``_lock``, then a log's lock (see ``_log``). Wake-ups are sent after ``_lock`` is
+released.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +31,15 @@ from typing import Any
 from ._broker import (
     IDEMPOTENCY_WINDOW,
     MAX_EVENT_SIZE,
-    Key,
-    Subscription,
-    _Cursor,
-    _Entry,
-    _Log,
-    _reset,
     check_channel,
     check_idempotency_key,
     check_limits,
     check_sizes,
-    cursors_of,
-    notify,
     prepare_event,
 )
-from ._event import ServerSentEvent
-from ._observe import observe
+from ._log import ChannelLog, Entry, Order, Position, ResetReason
+from ._store import Counters
+from ._subscription import Subscription
 
 __all__ = ["MemoryBroker"]
 
@@ -87,19 +97,16 @@ class MemoryBroker:
         self._reinit()
 
     def _reinit(self) -> None:
-        # Locks are only held for list operations that never yield, so one created before
-        # gevent patched threading (gunicorn --preload) still cannot block the hub.
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._epoch = secrets.token_hex(4)
         self._seq = 0
-        self._logs: dict[str, _Log] = {}
+        self._logs: dict[str, ChannelLog] = {}
         #: (channel, idempotency key) -> (event id, when it is forgotten), oldest first
         self._keys: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self._subscribers = 0
-        self._published = 0
-        self._overflows = 0
         self._closed = False
+        #: this process's counters (:class:`~sse_sync.brokers.Store`)
+        self.counters = Counters()
 
     def _check_process(self) -> None:
         if self._pid != os.getpid():  # forked (gunicorn workers): a broker of our own
@@ -108,19 +115,13 @@ class MemoryBroker:
     def __repr__(self) -> str:
         return f"<MemoryBroker history={self.history} channels={len(self._logs)}>"
 
-    def _log(self, channel: str) -> _Log:
-        """The channel's log, created if missing (call with ``self._lock`` held).
-
-        A log lives while the channel has history or subscribers: ``_detach`` drops one with
-        neither, so subscriptions to arbitrary channel names leave nothing behind.
-        """
+    def _log(self, channel: str) -> ChannelLog:
+        """The channel's log, created if missing (call with ``self._lock`` held)."""
         log = self._logs.get(channel)
         if log is None:
-            log = self._logs[channel] = self._new_log(channel)
+            floor = Position((0, 0), f"{self._epoch}:0")
+            log = self._logs[channel] = ChannelLog(channel, self.history, floor)
         return log
-
-    def _new_log(self, channel: str) -> _Log:
-        return _Log(channel, self.history, (0, 0), f"{self._epoch}:0")
 
     def publish(
         self,
@@ -150,26 +151,24 @@ class MemoryBroker:
         key = check_idempotency_key(idempotency_key)
         wire, json_bytes = prepare_event(data, event, raw_data, retry, self.max_event_size)
         self._check_process()
-        if self._closed:
-            msg = "This MemoryBroker was closed; publish() can only be used before close()"
-            raise RuntimeError(msg)
         with self._lock:
+            if self._closed:
+                msg = "This MemoryBroker was closed; publish() can only be used before close()"
+                raise RuntimeError(msg)
             if key is not None:
                 known = self._known(channel, key)
                 if known is not None:
                     return known
             self._seq += 1
             seq = self._seq
-            self._published += 1
-            log = self._log(channel)
-            entry = _Entry((seq, 0), f"{self._epoch}:{seq}", wire, json_bytes is not None)
-            cursors, count = log.extend((entry,))
+            entry = Entry((seq, 0), f"{self._epoch}:{seq}", wire, json_bytes is not None)
+            wakeup = self._log(channel).extend((entry,))
             if key is not None:
                 self._keys[channel, key] = (entry.id, time.monotonic() + self.idempotency_window)
                 if len(self._keys) > _MAX_KEYS:
                     self._keys.popitem(last=False)
-        notify(cursors, count)
-        observe.published()
+        self.counters.event_published()
+        wakeup.send()
         return entry.id
 
     def _known(self, channel: str, key: str) -> str | None:
@@ -194,53 +193,10 @@ class MemoryBroker:
         """
         return Subscription(self, channel, last_event_id, self.max_pending)
 
-    def _parse(self, position: str) -> Key | None:
-        epoch, sep, seq = position.partition(":")
-        if not sep or epoch != self._epoch or not _SEQ.fullmatch(seq):
-            return None
-        number = int(seq)
-        return (number, 0) if number <= self._seq else None
+    # -- the Store protocol: what its subscriptions ask ----------------------------------
 
-    def _attach(
-        self, sub: Subscription, channel: str, position: str | None, valid: bool
-    ) -> tuple[_Cursor, ServerSentEvent | None]:
-        self._check_process()
-        reset = None
-        with self._lock:
-            closed = self._closed
-            # A closed broker registers nothing: the cursor gets a log of its own.
-            log = self._new_log(channel) if closed else self._log(channel)
-            with log.lock:
-                cursor = _Cursor(sub, log)
-                if closed:
-                    pass
-                elif not valid:
-                    reset = _reset(channel, "unknown", sub.last_event_id)
-                elif position is not None:
-                    key = self._parse(position)
-                    if key is None:
-                        reset = _reset(channel, "unknown", position)
-                    elif key < log.floor:
-                        reset = _reset(channel, "expired", position)
-                    else:
-                        cursor.pos = log.index_after(key)
-                        cursor.key, cursor.id = key, position
-                if not closed:
-                    log.add(cursor)
-        if closed:
-            sub.close()
-        return cursor, reset
-
-    def _detach(self, cursor: _Cursor) -> None:
-        log = cursor.log
-        with self._lock:
-            with log.lock:
-                log.remove(cursor)
-                unused = not log.read and not log.entries
-            if unused and self._logs.get(log.channel) is log:
-                del self._logs[log.channel]
-
-    def _head(self, channel: str) -> str | None:
+    def head(self, channel: str) -> str | None:
+        """The id of the newest event of ``channel`` (:class:`~sse_sync.brokers.Store`)."""
         self._check_process()
         with self._lock:
             log = self._logs.get(channel)
@@ -248,36 +204,53 @@ class MemoryBroker:
                 # Ids are one sequence over all channels: the newest one is at or after the
                 # channel's last event, so it is a position (and no log needs to exist).
                 return f"{self._epoch}:{self._seq}"
-            with log.lock:
-                return log.head_id
+            return log.head.id
 
-    def _catch_up(self, cursor: _Cursor, limit: int) -> list[_Entry] | None:
-        return None  # the log is all the history there is
-
-    def _count(self, counter: str, delta: int) -> None:
+    def attach(self, channel: str) -> ChannelLog | None:
+        """The log of ``channel``, kept until :meth:`detach` (:class:`~sse_sync.brokers.Store`)."""
+        self._check_process()
         with self._lock:
-            if counter == "overflows":
-                self._overflows += delta
-            else:
-                self._subscribers += delta
+            if self._closed:
+                return None
+            log = self._log(channel)
+            log.acquire()
+            return log
+
+    def detach(self, log: ChannelLog) -> None:
+        """Drop ``log`` once no subscription reads it and it holds no history."""
+        with self._lock:
+            if not log.release() and not len(log) and self._logs.get(log.channel) is log:
+                del self._logs[log.channel]
+
+    def locate(self, log: ChannelLog, last_id: str) -> Order | ResetReason:
+        """The order of ``last_id`` in ``log``'s channel, or why it cannot be resumed.
+
+        Only this broker's ids (its epoch, a number it issued) are positions; one below the
+        log's floor was trimmed.
+        """
+        epoch, sep, seq = last_id.partition(":")
+        if not sep or epoch != self._epoch or not _SEQ.fullmatch(seq) or int(seq) > self._seq:
+            return "unknown"
+        order = (int(seq), 0)
+        return "expired" if order < log.floor.order else order
+
+    def catch_up(self, channel: str, after: Position, limit: int) -> list[Entry] | None:
+        """``None``: the log is all the history there is."""
+        return None
+
+    # -- the rest ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
         """Counters of this process: ``channels``, ``subscribers``, ``published``, ``overflows``.
 
         ``overflows`` counts subscribers whose stream was ended for falling behind.
         """
-        with self._lock:
-            return {
-                "channels": len(self._logs),
-                "subscribers": self._subscribers,
-                "published": self._published,
-                "overflows": self._overflows,
-            }
+        return {"channels": len(self._logs), **self.counters.snapshot()}
 
     def close(self) -> None:
         """End every subscription; ``publish()`` raises afterwards. Idempotent."""
         with self._lock:
             self._closed = True
             logs = list(self._logs.values())
-        for cursor in cursors_of(logs):
-            cursor.sub.close()
+        for log in logs:
+            log.close().send()

@@ -18,6 +18,8 @@ from sse_sync import (
     last_event_id,
     sse_response,
 )
+from sse_sync.brokers import ChannelLog, Counters, Store
+from tests.sqlite_broker import SQLiteBroker
 
 app = Flask(__name__)
 redis_broker = RedisBroker.from_url(
@@ -86,3 +88,16 @@ app_counters: dict[str, int] = sse.broker.stats()
 sse.broker.close()
 shut_down(redis_broker)
 shut_down(memory_broker)
+
+
+# A broker of one's own, on the extension point (tests/sqlite_broker.py): both protocols.
+def as_store(store: Store) -> Subscription:
+    return Subscription(store, ["a", "b"], None, 10)
+
+
+sqlite_broker: Broker = SQLiteBroker(":memory:", 100, max_pending=10)
+as_store(SQLiteBroker())
+as_store(MemoryBroker())
+as_store(redis_broker)
+log: ChannelLog | None = MemoryBroker().attach("a")
+counters: Counters = redis_broker.counters
