@@ -66,7 +66,7 @@ nitpick_ignore = [
         "ItemRules",
         "RouteCallable",
         "RunnerKind",
-        "_Hub",
+        "Bookmark",  # in Wakeup(...), which only ChannelLog makes
         "sse_sync._stream.EventStream",
         "sse_sync.testing._TestResponse",
         "strict=True",  # Annotated[int, Strict()] metadata, rendered as if it were a type
@@ -109,10 +109,34 @@ EXTERNAL = {
 STDLIB = ("collections.abc", "socket", "typing", "datetime", "contextlib", "logging")
 
 
+#: Where sse_sync's names are documented: their public modules, in this order.
+PUBLIC_MODULES = ("sse_sync", "sse_sync.brokers")
+
+
+def _public_reference(app: Any, env: Any, node: Any, contnode: nodes.Node) -> Any:
+    """Resolve ``sse_sync._module.Name`` (how annotations name it) to where it is documented."""
+    target = node["reftarget"]
+    if not target.startswith("sse_sync._"):
+        return None
+    name = target.rpartition(".")[2]
+    domain = env.get_domain("py")
+    for module in PUBLIC_MODULES:
+        found = domain.objects.get(f"{module}.{name}")
+        if found is not None:
+            uri = app.builder.get_relative_uri(node["refdoc"], found.docname)
+            reference = nodes.reference("", "", internal=True, refuri=f"{uri}#{found.node_id}")
+            reference.append(contnode)
+            return reference
+    return None
+
+
 def _external_reference(app: Any, env: Any, node: Any, contnode: nodes.Node) -> Any:
     """Resolve a Python reference Sphinx could not find to an outside page, or leave it."""
     if node.get("refdomain") != "py":
         return None
+    public = _public_reference(app, env, node, contnode)
+    if public is not None:
+        return public
     target = node["reftarget"]
     url = EXTERNAL.get(target)
     module = target.rpartition(".")[0]
