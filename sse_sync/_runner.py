@@ -39,17 +39,22 @@ Invariants, and why they hold:
    cleanly. A source that raises once ``close()`` was called is logged on the producer.
 5. The WSGI server learns about a disconnect only when a write fails, or when we look: where
    we find the connection's socket (gunicorn and Werkzeug put it in the environ; under gevent's
-   pywsgi it is the one ``wsgi.input`` reads from), an idle stream polls it (at most every
-   ``_DISCONNECT_POLL`` seconds, with a zero-timeout ``poll``) and ends when the peer closed.
-   It does not look when a ping is due: the ping's write fails instead (at the latest the
-   second one, as the first may still reach the kernel's buffer).
+   pywsgi it is the one ``wsgi.input`` reads from), an idle stream hands it to the process's
+   socket watch (``_watch``: one thread in epoll over every idle stream's socket), which wakes
+   it with the source's ``wake_reader()`` when the peer hung up; woken early, the stream looks
+   (a zero-timeout ``poll``) and ends when the peer closed. Where nothing can watch (no epoll)
+   the stream looks every ``_DISCONNECT_POLL`` seconds instead. It does not look when a ping
+   is due: the ping's write fails instead (at the latest the second one, as the first may
+   still reach the kernel's buffer). It stops the watch in ``close()``, before the server
+   closes the socket.
 6. A stream ends by itself, with a last ``retry: <ms>`` frame (ms drawn from ``END_RETRY_MS``,
    so the clients of one worker do not all reconnect at the same instant), when the gunicorn
    worker serving it is told to stop (SIGTERM, SIGHUP through the master, max_requests), and
    after its optional ``max_lifetime``. Nothing is installed for this: gunicorn's worker sets
-   ``alive = False`` in each case, and a stream under gunicorn wakes at least every
-   ``_DISCONNECT_POLL`` seconds to look, so a stopping worker is free within about a second
-   instead of holding every client until ``graceful_timeout``.
+   ``alive = False`` in each case, and the socket watch (5) looks every second and wakes every
+   stream it watches (a stream it does not watch wakes every ``_DISCONNECT_POLL`` seconds
+   under gunicorn to look), so a stopping worker is free within about a second instead of
+   holding every client until ``graceful_timeout``.
 7. Headers go out promptly. A WSGI server sends the status line and headers with the first
    non-empty chunk (PEP 3333), so a quiet stream would send nothing until its first ping. The
    stream's first write therefore comes at the latest ``open_timeout`` seconds after it was
@@ -90,6 +95,7 @@ from ._event import PING
 from ._logging import logger, route_records
 from ._server import ClientConnection, connection_of, gunicorn_worker, notice_server, thread_budget
 from ._wake import GeventWake, Wake, gevent_active, new_wake
+from ._watch import Watched, watch
 
 __all__ = [
     "END_RETRY_MS",
@@ -172,6 +178,15 @@ class FrameSource(Protocol):
         """
         ...
 
+    def wake_reader(self) -> None:
+        """Make a ``read_frames()`` waiting now return at once (``None`` if nothing came).
+
+        Safe from any thread, at any time, even after ``close()``. A call while nobody waits
+        is not lost: the next ``read_frames()`` that finds nothing returns ``None`` at once.
+        The stream's disconnect watch calls it when the client may have left.
+        """
+        ...
+
     def close(self) -> None:
         """Stop producing and release everything; idempotent."""
         ...
@@ -251,6 +266,7 @@ class Producer:
         self._has_room: Wake | None = None
         self._reader_waiting = False
         self._producer_waiting = False
+        self._nudged = False  # wake_reader() was called: the next empty read returns None
         self._worker: Any = None  # the greenlet or thread, once started
         self._closed = False
         self._ended = False
@@ -328,7 +344,7 @@ class Producer:
         finally:
             if not self._closed:
                 self._frames.append(_END)
-                self._wake_reader()
+                self.wake_reader()
 
     def _run_in_context(self) -> None:
         if self._context is None:
@@ -456,6 +472,8 @@ class Producer:
             self._reader_waiting = True  # published before looking again: no lost wake-up
             try:
                 wait = timeout if timeout is None or timeout > 0 else 0.0
+                if self._nudged:
+                    wait = 0.0  # woken before this wait: only start the producer, if due
                 if start_now:
                     assert isinstance(has_frames, GeventWake)
                     has_frames.wait(wait, run=self._worker)
@@ -466,6 +484,9 @@ class Producer:
                 self._reader_waiting = False
             if self._closed:
                 return b""
+            if self._nudged and not frames:  # consumed only here: see wake_reader()
+                self._nudged = False
+                return None
             if not frames and timeout is not None:
                 return None  # (with no timeout, a late wake-up from the last round waits again)
         popleft = frames.popleft
@@ -521,10 +542,11 @@ class Producer:
         if failure is not None:  # raised before close() and never read: nobody else will log it
             self._failure = None
             logger.error(SOURCE_RAISED, exc_info=failure)
-        self._wake_reader()
+        self.wake_reader()
 
-    def _wake_reader(self) -> None:
-        """Wake a reader waiting in read_frames() elsewhere (another thread or greenlet)."""
+    def wake_reader(self) -> None:
+        """See :meth:`FrameSource.wake_reader`: wake a reader waiting in :meth:`read_frames`."""
+        self._nudged = True  # before the set(): the reader clears its wake, then looks here
         has_frames = self._has_frames
         if has_frames is not None:
             has_frames.set()
@@ -712,6 +734,7 @@ class EventStream:
         self.end_frame = end_frame
         self._environ: dict[str, Any] | None = None
         self._connection: ClientConnection | None = None
+        self._watched: Watched | None = None  # the connection, handed to watch() when idle
         self._closed = False
         self._end_at: float | None = None
         # When the first write is due at the latest: None before the stream is opened,
@@ -795,10 +818,16 @@ class EventStream:
             if self.max_lifetime is not None:
                 end_at = now + self.max_lifetime * (1 - random.random() * _LIFETIME_JITTER)
             self._end_at = end_at
-        connection = self._connection
         worker = gunicorn_worker()
-        # Under gunicorn, wake up every _DISCONNECT_POLL to see a stopping worker, socket or not.
-        poll = _NEVER if connection is None and worker is None else _DISCONNECT_POLL
+        watched = self._watched
+        if watched is None and self._connection is not None:
+            watched = self._watched = watch(self._connection, self.source.wake_reader)
+        # A watched connection is woken when its client leaves or the worker stops; else,
+        # wake up every _DISCONNECT_POLL to look at the socket, and under gunicorn the worker.
+        if watched is not None:
+            poll = _NEVER if watched.watching else _DISCONNECT_POLL
+        else:
+            poll = _NEVER if worker is None else _DISCONNECT_POLL
         read_frames = self.source.read_frames
         while True:
             if worker is not None and not worker.alive:  # draining(), inlined: once per wake-up
@@ -823,7 +852,7 @@ class EventStream:
             if now >= due:
                 self._open_at = _NEVER
                 return PING  # no need to look at the socket: writing the ping will
-            if connection is not None and connection.peer_closed():
+            if watched is not None and watched.peer_closed():
                 self.close()
                 raise StopIteration
 
@@ -861,6 +890,8 @@ class EventStream:
         if not self._closed:
             self._closed = True
             self._give_back_thread()
+            if self._watched is not None:
+                self._watched.unwatch()  # before the server closes the socket (see _watch)
             self.source.close()
 
     def _give_back_thread(self) -> None:

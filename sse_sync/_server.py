@@ -68,6 +68,10 @@ class ClientConnection:
         except (OSError, ValueError):
             return True
 
+    def fileno(self) -> int:
+        """The OS-level socket's file descriptor (``-1`` once it is closed)."""
+        return _raw_socket(self._sock).fileno()
+
     def shut_down(self, how: int = socket.SHUT_RDWR) -> None:
         """Shut the OS-level socket down (invariant 2); a writer blocked on it gets ``EPIPE``."""
         try:
