@@ -15,7 +15,8 @@ Invariants, and why they hold:
 1. One watch per process. :func:`watch` looks the watch up by ``os.getpid()``: a child of a fork
    (gunicorn's workers, of a ``--preload`` master) makes its own, with its own epoll instance
    and thread: a thread does not survive a fork, and an inherited epoll instance is shared
-   with the parent (its interest list is the parent's too).
+   with the parent (its interest list is the parent's too). A stream carried across a fork
+   leaves the parent's watch alone (its lock may have been held at the fork).
 2. Safe from any thread. The registry (fd -> :class:`Watched`), the epoll instance and the
    running flag change only under ``_lock``, an OS lock (gevent's original under
    gevent), held for dict updates and ``epoll_ctl`` only: never while waiting or waking, so a
@@ -26,7 +27,9 @@ Invariants, and why they hold:
    consumes it only with a read that returns ``None``, so a wake that comes before the stream
    waits makes its next wait return at once. ``_fired`` is set before the wake and cleared by
    the stream only after it looked at the socket and found the peer there; the entry then is
-   disarmed (``EPOLLONESHOT``), so nothing can fire between the look and the clear.
+   disarmed (``EPOLLONESHOT``), so nothing can fire between the look and the clear. (A wake
+   that ends a wait when a ping is due anyway is not looked at: the ping is written, and a
+   write to a client that left fails, at the latest the second one, as without a watch.)
 4. No spin. The mask is ``EPOLLRDHUP | EPOLLONESHOT`` (``EPOLLHUP`` and ``EPOLLERR`` come
    anyway): data a client sends is no event, and an event disarms the entry until the stream
    re-arms it after finding the peer still there. That happens only for a peer that shut down
@@ -189,6 +192,8 @@ class SocketWatch:
 
     def unwatch(self, watched: Watched) -> None:
         """Forget ``watched``, unless a newer registration of its fd replaced it (invariant 8)."""
+        if self.pid != os.getpid():
+            return  # a stream from before a fork: its lock may be held for ever (1)
         with self._lock:
             fd = watched._fd
             if self._watched.get(fd) is not watched:
@@ -201,6 +206,8 @@ class SocketWatch:
 
     def rearm(self, watched: Watched) -> None:
         """Watch ``watched`` again after an event that was no hang-up (invariant 4)."""
+        if self.pid != os.getpid():
+            return
         with self._lock:
             if self._watched.get(watched._fd) is not watched or watched._rearms >= _MAX_REARMS:
                 return
@@ -222,6 +229,16 @@ class SocketWatch:
     def _run(self) -> None:
         with self._lock:
             epoll = self._epoll
+        try:
+            self._watch_until_idle(epoll)
+        except BaseException:
+            with self._lock:
+                # Not idle: the next watch() starts a new thread on this epoll, with every
+                # registration it holds.
+                self._running = False
+            raise
+
+    def _watch_until_idle(self, epoll: Any) -> None:
         idle_rounds = 0
         while True:
             events = epoll.poll(_ROUND)
@@ -255,7 +272,8 @@ class SocketWatch:
                     pass
 
 
-_watch_of_process: SocketWatch | None = None
+#: This process's watch: (pid, the watch or None where there is no epoll), see watch().
+_watch_of_process: tuple[int, SocketWatch | None] = (0, None)
 
 
 def watch(connection: ClientConnection, wake: Callable[[], None]) -> Watched:
@@ -267,14 +285,14 @@ def watch(connection: ClientConnection, wake: Callable[[], None]) -> Watched:
     is false and the caller polls :meth:`Watched.peer_closed` itself.
     """
     global _watch_of_process
-    current = _watch_of_process
-    if current is None or current.pid != os.getpid():
+    pid, current = _watch_of_process
+    if pid != os.getpid():
         if current is not None:
             current.forget_inherited()
         current = _new_watch()
-        if current is None:
-            return Watched(connection, wake)
-        _watch_of_process = current
+        _watch_of_process = (os.getpid(), current)
+    if current is None:
+        return Watched(connection, wake)
     return current.watch(connection, wake)
 
 
