@@ -53,6 +53,9 @@ class Idle:
     def attach(self, connection: ClientConnection) -> None:
         pass
 
+    def wake_reader(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

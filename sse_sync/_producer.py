@@ -120,6 +120,9 @@ class HandOver:
        the putter sees the flag, or the waiter sees the frame (or the room).
     4. :meth:`close` is seen by both sides: it sets ``closed`` before it sets both wakes, and a
        side looks at ``closed`` after it cleared its wake and before it waits.
+    5. A :meth:`nudge` is not lost: it sets ``_nudged`` before the reader's wake, and the reader
+       looks at ``_nudged`` after it cleared its wake (it then does not wait) and after it woke;
+       only an empty :meth:`take` clears it, returning ``None``.
     """
 
     __slots__ = (
@@ -127,6 +130,7 @@ class HandOver:
         "_frames",
         "_has_frames",
         "_has_room",
+        "_nudged",
         "_producer_waiting",
         "_reader_waiting",
         "_size",
@@ -140,6 +144,7 @@ class HandOver:
         self._frames: deque[Any] = deque()  # bytes, and _END last
         self._has_frames: Wake = new_wake()  # the reader waits on it
         self._has_room: Wake = new_wake()  # the producer waits on it
+        self._nudged = False  # nudge() was called: the next empty take() returns None
         self._reader_waiting = False
         self._producer_waiting = False
         self._ended = False  # the reader took the end
@@ -205,6 +210,8 @@ class HandOver:
             self._reader_waiting = True  # said before looking again: invariant 3
             try:
                 wait = timeout if timeout is None or timeout > 0 else 0.0
+                if self._nudged:
+                    wait = 0.0  # nudged before this wait: only start the producer, if due
                 if run is not None:
                     assert isinstance(has_frames, GeventWake)
                     has_frames.wait(wait, run=run)
@@ -215,6 +222,9 @@ class HandOver:
                 self._reader_waiting = False
             if self.closed:
                 return b""
+            if self._nudged and not frames:  # invariant 5
+                self._nudged = False
+                return None
             if not frames and timeout is not None:
                 return None  # (with no timeout, a late wake-up from the last round waits again)
         popleft = frames.popleft
@@ -229,6 +239,11 @@ class HandOver:
             return b""
         observe.events_read(len(taken))
         return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def nudge(self) -> None:
+        """Make a :meth:`take` waiting now, or the next one that finds nothing, return ``None``."""
+        self._nudged = True  # before the wake: invariant 5
+        self._has_frames.set()
 
     def close(self) -> None:
         """Stop both sides: the producer puts nothing more, the reader gets ``b""``; idempotent."""
@@ -472,6 +487,12 @@ class Producer:
 
     def attach(self, connection: ClientConnection) -> None:
         """Nothing to do: a producer's client is cut off by its stream, not by the producer."""
+
+    def wake_reader(self) -> None:
+        """See ``FrameSource.wake_reader``; any thread. Before the first read nobody waits."""
+        hand_over = self._hand_over
+        if hand_over is not None:
+            hand_over.nudge()
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the producer: the source is closed on the producer; idempotent.

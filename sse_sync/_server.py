@@ -39,6 +39,7 @@ __all__ = [
     "ClientConnection",
     "GunicornWorker",
     "connection_of",
+    "gunicorn_worker",
     "notice_server",
     "thread_budget",
 ]
@@ -69,6 +70,10 @@ class ClientConnection:
             return False
         except (OSError, ValueError):
             return True
+
+    def fileno(self) -> int:
+        """The OS-level socket's file descriptor (``-1`` once it is closed)."""
+        return _raw_socket(self._sock).fileno()
 
     def shut_down(self, how: int = socket.SHUT_RDWR) -> None:
         """Shut the OS-level socket down (invariant 2); a writer blocked on it gets ``EPIPE``."""
@@ -106,10 +111,10 @@ def notice_server(environ: dict[str, Any]) -> GunicornWorker | None:
         and not gevent_active()
     ):
         _warn_sync_worker()
-    return _gunicorn_worker()
+    return gunicorn_worker()
 
 
-def _gunicorn_worker() -> GunicornWorker | None:
+def gunicorn_worker() -> GunicornWorker | None:
     """The gunicorn worker of this process, found through its SIGTERM handler.
 
     gunicorn's ``Worker.init_signals()`` installs the worker's bound methods as its signal

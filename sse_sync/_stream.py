@@ -20,16 +20,22 @@ Invariants, and why they hold:
    traceback (:data:`~sse_sync._producer.SOURCE_RAISED`), once, and ends cleanly.
 3. The WSGI server learns about a disconnect only when a write fails, or when we look: where
    the connection's socket is found (:func:`~sse_sync._server.connection_of`), an idle stream
-   polls it (at most every :data:`DISCONNECT_POLL` seconds, without blocking) and ends when the
-   peer closed. It does not look when a ping is due: the ping's write fails instead (at the
-   latest the second one, as the first may still reach the kernel's buffer).
+   hands it to the process's socket watch (``_watch``: one thread in epoll over every idle
+   stream's socket), which wakes it with the source's ``wake_reader()`` when the peer hung up;
+   woken early, the stream looks (a zero-timeout ``poll``) and ends when the peer closed. Where
+   nothing can watch (no epoll) the stream looks every :data:`DISCONNECT_POLL` seconds instead.
+   It does not look when a ping is due: the ping's write fails instead (at the latest the
+   second one, as the first may still reach the kernel's buffer). It stops the watch in
+   ``close()``, before the server closes the socket.
 4. A stream ends by itself, with a last ``retry: <ms>`` frame (ms drawn from
    :data:`END_RETRY_MS`, so the clients of one worker do not all reconnect at the same instant),
    when the gunicorn worker serving it is told to stop (SIGTERM, SIGHUP through the master,
    max_requests), and after its optional ``max_lifetime``. Nothing is installed for this:
    gunicorn's worker sets ``alive = False`` in each case (:func:`~sse_sync._server.notice_server`
-   finds the worker when the stream is bound), and a stream under gunicorn wakes at least every
-   :data:`DISCONNECT_POLL` seconds to look, so a stopping worker is free within about a second
+   finds the worker when the stream is bound), and the socket watch (3) looks every second and
+   wakes every stream it watches (a stream it does not watch wakes every
+   :data:`DISCONNECT_POLL` seconds under gunicorn to look), so a stopping worker is free within
+   about a second
    instead of holding every client until ``graceful_timeout``. After that last frame the read
    side of the socket is shut, so that gunicorn closes the connection rather than keeping it
    alive for another request.
@@ -39,9 +45,10 @@ Invariants, and why they hold:
    opened: its first frames, or a ``: ping``. The same deadline bounds :meth:`EventStream.open`:
    the status is settled by the source's first item, its error, or the deadline, whichever
    comes first.
-6. An idle stream costs one wake-up per :data:`DISCONNECT_POLL` where it has something to look
-   at (a socket, a gunicorn worker), else one per ping: a ``read_frames`` that times out, a read
-   of ``alive``, a zero-timeout poll. Everything else it needs is found once, by :meth:`bind`.
+6. An idle stream costs one wake-up per ping when the socket watch watches it (else one per
+   :data:`DISCONNECT_POLL` where it has something to look at: a socket, a gunicorn worker): a
+   ``read_frames`` that times out, a read of ``alive``. Everything else it needs is found once,
+   by :meth:`bind`.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from ._server import (
     notice_server,
     thread_budget,
 )
+from ._watch import Watched, watch
 
 __all__ = [
     "DISCONNECT_POLL",
@@ -137,6 +145,15 @@ class FrameSource(Protocol):
         """
         ...
 
+    def wake_reader(self) -> None:
+        """Make a ``read_frames()`` waiting now return at once (``None`` if nothing came).
+
+        Safe from any thread, at any time, even after ``close()``. A call while nobody waits
+        is not lost: the next ``read_frames()`` that finds nothing returns ``None`` at once.
+        The stream's disconnect watch calls it when the client may have left.
+        """
+        ...
+
     def close(self) -> None:
         """Stop producing and release everything; idempotent."""
         ...
@@ -182,6 +199,7 @@ class EventStream:
         self.end_frame = end_frame
         self._environ: dict[str, Any] | None = None
         self._connection: ClientConnection | None = None
+        self._watched: Watched | None = None  # the connection, handed to watch() when idle
         self._worker: GunicornWorker | None = None  # the gunicorn worker serving it, if any
         self._closed = False
         self._end_at: float | None = None
@@ -272,10 +290,16 @@ class EventStream:
             if self.max_lifetime is not None:
                 end_at = now + lifetime(self.max_lifetime)
             self._end_at = end_at
-        connection = self._connection
         worker = self._worker
-        # Under gunicorn, wake up every DISCONNECT_POLL to see a stopping worker, socket or not.
-        poll = _NEVER if connection is None and worker is None else DISCONNECT_POLL
+        watched = self._watched
+        if watched is None and self._connection is not None:
+            watched = self._watched = watch(self._connection, self.source.wake_reader)
+        # A watched connection is woken when its client leaves or the worker stops; else,
+        # wake up every DISCONNECT_POLL to look at the socket, and under gunicorn the worker.
+        if watched is not None:
+            poll = _NEVER if watched.watching else DISCONNECT_POLL
+        else:
+            poll = _NEVER if worker is None else DISCONNECT_POLL
         read_frames = self.source.read_frames
         while True:
             if worker is not None and not worker.alive:  # the worker was told to stop
@@ -301,7 +325,7 @@ class EventStream:
                 self._open_at = _NEVER
                 # No need to look at the socket: writing the ping will.
                 return observe.wrote_ping(PING)
-            if connection is not None and connection.peer_closed():
+            if watched is not None and watched.peer_closed():
                 self.close()
                 raise StopIteration
 
@@ -341,6 +365,8 @@ class EventStream:
             self._closed = True
             self._report_end(self._close_reason, self.source)
             self._give_back_thread()
+            if self._watched is not None:
+                self._watched.unwatch()  # before the server closes the socket (see _watch)
             self.source.close()
 
     def _give_back_thread(self) -> None:

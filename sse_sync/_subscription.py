@@ -150,6 +150,7 @@ class Subscription:
         self._overflowed = False
         self._waiting = False
         self._look = True  # whether a read must look at the channels even if not woken
+        self._nudged = False  # wake_reader() was called: the next empty read returns None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "overflowed" if self._overflowed else "open"
@@ -336,6 +337,9 @@ class Subscription:
                 self._look = bool(items)
                 if items:
                     return items
+            if self._nudged:  # consumed only here: see wake_reader()
+                self._nudged = False
+                return None
             if woken and deadline is not None:  # woken for nothing new: wait for what is left
                 wait = deadline - _monotonic()
                 if wait <= 0:
@@ -405,12 +409,25 @@ class Subscription:
     def __next__(self) -> ServerSentEvent:
         while not self._events:
             events = self.read_events(None)
+            if events is None:
+                continue  # woken by wake_reader() with nothing new
             if not events:
                 raise StopIteration
             self._events = deque(events)
         return self._events.popleft()
 
     # -- what the log and the stream tell it ---------------------------------------------
+
+    def wake_reader(self) -> None:
+        """Make a read waiting now return at once (``None`` if nothing came); any thread.
+
+        A call while nobody reads is not lost: the next read that finds nothing returns
+        ``None`` at once (the :class:`~sse_sync.FrameSource` protocol).
+        """
+        self._nudged = True  # before the set(): a read clears the wake, then looks here
+        wake = self._wake
+        if wake is not None:
+            wake.set()
 
     def notify(self, behind: int) -> None:
         """Entries came to one of its channels: wake the reader, or end the subscription if it

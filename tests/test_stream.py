@@ -44,8 +44,28 @@ class Idle:
     def attach(self, connection: ClientConnection) -> None:
         self.connections.append(connection)
 
+    def wake_reader(self) -> None:
+        pass  # its reads never wait
+
     def close(self) -> None:
         self.closed = True
+
+
+class Waiting(Idle):
+    """An :class:`Idle` whose reads wait, up to their timeout, for ``wake_reader()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken = threading.Event()
+
+    def read_frames(self, timeout: float | None) -> bytes | None:
+        self.timeouts.append(timeout)
+        self.woken.wait(timeout)
+        self.woken.clear()
+        return None
+
+    def wake_reader(self) -> None:
+        self.woken.set()
 
 
 def test_close_runs_source_finally_on_the_producer_thread() -> None:
@@ -185,21 +205,19 @@ def test_every_frame_arrives_once_in_order_through_a_small_queue(queue_size: int
     assert stream.closed
 
 
-def test_an_idle_stream_looks_at_its_socket_and_ends_when_the_peer_closed() -> None:
-    """With the client's socket, an idle stream wakes every DISCONNECT_POLL and sees it go."""
+def test_an_idle_stream_is_woken_when_the_peer_closed_its_socket() -> None:
+    """With the client's socket, an idle stream waits for its ping, and the watch ends it early."""
     server_side, client_side = socket.socketpair()
-    source = Idle()
-    stream = EventStream(source, ping=60, open_timeout=0)
+    source = Waiting()
+    stream = EventStream(source, ping=10, open_timeout=0)
     stream.bind({"werkzeug.socket": server_side})
     assert len(source.connections) == 1  # the source was given the connection
     assert next(stream) == PING  # open_timeout=0: the headers go out at once
     client_side.close()
-    with pytest.raises(StopIteration):
+    with pytest.raises(StopIteration):  # not the ping 10 s later: the watch woke the read
         next(stream)
     assert stream.closed and source.closed
-    assert source.timeouts and all(
-        t is not None and t <= DISCONNECT_POLL for t in source.timeouts
-    ), source.timeouts
+    assert source.timeouts[-1] is not None and source.timeouts[-1] > DISCONNECT_POLL
     server_side.close()
 
 

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.integration
 
 #: Long enough that a test passing fast cannot be gunicorn's own graceful timeout at work.
 PATIENT = ["--graceful-timeout", "60"]
+#: Pings far apart: no ping wakes an idle stream, only the process's watch sees the stop.
+IDLE = {"SSE_PING": "30"}
 
 
 def ended_with_retry_hint(client: Client) -> bool:
@@ -39,6 +41,10 @@ def _running(pid: int) -> bool:
         return False
 
 
+def opened(fleet: Fleet) -> Callable[[], bool]:
+    return lambda: all(c.raw for c in fleet.clients)
+
+
 def all_done(fleet: Fleet) -> Callable[[], bool]:
     return lambda: all(c.ended or c.closed for c in fleet.clients)
 
@@ -48,13 +54,11 @@ def test_sigterm_with_500_streams_exits_within_seconds(
     live_server: Callable[..., LiveServer],
 ) -> None:
     """SIGTERM to gunicorn with 500 open streams: each gets a final retry hint, master exits."""
-    server = live_server(
-        "gevent", BROKER_APP, workers=2, extra_args=PATIENT, env={"SSE_PING": "0.5"}
-    )
+    server = live_server("gevent", BROKER_APP, workers=2, extra_args=PATIENT, env=IDLE)
     with Fleet(server.port, "/stream?channel=d", 500) as fleet:
         placed = _placement(server, 2, 500)
         assert sum(placed.values()) == 500, placed
-        fleet.pump(lambda: all(c.raw for c in fleet.clients), timeout=20, what="first pings")
+        fleet.pump(opened(fleet), timeout=20, what="the opening pings: idle from now on")
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         fleet.pump(all_done(fleet), timeout=15, what="every stream to end")
@@ -74,10 +78,11 @@ def test_sigterm_with_500_streams_exits_within_seconds(
 @pytest.mark.gevent
 def test_sighup_ends_the_old_workers_streams(live_server: Callable[..., LiveServer]) -> None:
     """SIGHUP replaces the worker; the old one's streams end with a retry hint within seconds."""
-    server = live_server("gevent", BROKER_APP, extra_args=PATIENT)
+    server = live_server("gevent", BROKER_APP, extra_args=PATIENT, env=IDLE)
     old_pid = server.state()["pid"]
     with Fleet(server.port, "/stream?channel=h", 20) as fleet:
         wait_until(lambda: server.state()["subscribers"] == 20, timeout=20)
+        fleet.pump(opened(fleet), timeout=20, what="the opening pings: idle from now on")
         started = time.monotonic()
         server.process.send_signal(signal.SIGHUP)
         fleet.pump(all_done(fleet), timeout=15, what="the old worker's streams to end")
@@ -98,10 +103,13 @@ def test_sighup_ends_the_old_workers_streams(live_server: Callable[..., LiveServ
 @pytest.mark.gevent
 def test_max_requests_restart_ends_streams(live_server: Callable[..., LiveServer]) -> None:
     """A worker restarting after --max-requests ends its open streams with a retry hint."""
-    server = live_server("gevent", BROKER_APP, extra_args=[*PATIENT, "--max-requests", "30"])
+    server = live_server(
+        "gevent", BROKER_APP, extra_args=[*PATIENT, "--max-requests", "30"], env=IDLE
+    )
     first_pid = server.state()["pid"]
     with Fleet(server.port, "/stream?channel=m", 20) as fleet:
         wait_until(lambda: server.state()["subscribers"] == 20, timeout=20)
+        fleet.pump(opened(fleet), timeout=20, what="the opening pings: idle from now on")
         for _ in range(40):  # requests until the worker hits its limit and restarts
             if server.state()["pid"] != first_pid:
                 break
@@ -112,9 +120,10 @@ def test_max_requests_restart_ends_streams(live_server: Callable[..., LiveServer
 
 def test_gthread_sigterm_ends_streams(live_server: Callable[..., LiveServer]) -> None:
     """Under the gthread worker too, SIGTERM ends the streams and the master exits quickly."""
-    server = live_server("gthread", BROKER_APP, extra_args=PATIENT)
+    server = live_server("gthread", BROKER_APP, extra_args=PATIENT, env=IDLE)
     with Fleet(server.port, "/stream?channel=t", 20) as fleet:
         wait_until(lambda: server.state()["subscribers"] == 20, timeout=20)
+        fleet.pump(opened(fleet), timeout=20, what="the opening pings: idle from now on")
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         fleet.pump(all_done(fleet), timeout=15, what="the streams to end")

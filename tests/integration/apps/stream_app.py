@@ -7,6 +7,7 @@ greenlets), so a test in another process can wait on it.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -217,7 +218,10 @@ def cooperative(tag: str) -> Any:
         finally:
             _leave(f"{tag}:{how}")
 
-    return sse_response(gen(), runner=runner)  # type: ignore[arg-type]
+    return sse_response(gen(), runner=runner, ping=_ping_arg())  # type: ignore[arg-type]
+
+
+_TASKS = "/proc/self/task"
 
 
 @app.get("/state")
@@ -241,6 +245,8 @@ def state() -> Any:
             max_active=_state["max_active"],
             off_main_thread=_state["native"],
             threads=threading.active_count(),
+            # Every OS thread, also those gevent's threading does not know about (Linux).
+            os_threads=len(os.listdir(_TASKS)) if os.path.isdir(_TASKS) else None,
             # Not gunicorn gthread's pool, which grows up to --threads and keeps its threads.
             threads_off_pool=sum(not t.name.startswith("ThreadPoolExecutor") for t in threads),
             sse_sync_threads=sum(t.name.startswith("sse_sync") for t in threads),
