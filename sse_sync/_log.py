@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import operator
 import threading
 import time
 from collections.abc import Iterable
@@ -170,10 +171,6 @@ class Entry:
         event = event.model_copy(update={"id": id})
         cache_frame(event, self.frame_with_id(id))
         return event
-
-
-def _order_of(entry: Entry) -> Order:
-    return entry.order
 
 
 class Follower(Protocol):
@@ -371,7 +368,9 @@ class ChannelLog:
 
     def _index_after(self, order: Order) -> int:
         """The index of the first entry above ``order`` (the lock held)."""
-        return self._base + bisect.bisect_right(self._entries, order, key=_order_of)
+        return self._base + bisect.bisect_right(
+            self._entries, order, key=operator.attrgetter("order")
+        )
 
     def _followers(self) -> tuple[Bookmark, ...]:
         """The bookmarks: a snapshot, safe to iterate without the lock (the lock held)."""

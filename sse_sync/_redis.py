@@ -73,13 +73,14 @@ if TYPE_CHECKING:
 __all__ = ["RedisBroker"]
 
 #: Publishes with an idempotency key, atomically: ``XADD`` unless the key names an event
-#: already; the key (``KEYS[2]``) then holds that event's id for ``ARGV[2]`` ms.
+#: already; the key (``KEYS[2]``) then holds that event's id for ``ARGV[2]`` ms. Returns the id
+#: and whether it was added now (1) or known (0).
 _PUBLISH_ONCE = """
 local known = redis.call('GET', KEYS[2])
-if known then return known end
+if known then return {known, 0} end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
-return id
+return {id, 1}
 """
 
 
@@ -294,7 +295,9 @@ class RedisBroker:
             keys = [self._key(channel), self._key(channel) + b"#idempotency:" + idem.encode()]
             window_ms = ms(self.idempotency_window)
             args = [self.history, window_ms, *(part for pair in fields.items() for part in pair)]
-            stream_id = self._publish_once(keys=keys, args=args)
+            stream_id, added = self._publish_once(keys=keys, args=args)
+            if not added:
+                return text(stream_id)  # published before: not counted again
         self.counters.event_published()
         return text(stream_id)
 

@@ -64,6 +64,9 @@ _DEFAULT_HEADERS = (
 )
 
 
+#: What a stream calls on a FrameSource besides read_frames(): checked when the response is built.
+_SOURCE_HOOKS = ("attach", "wake_reader", "close")
+
 #: The options that only an iterable source uses, run on a producer; in signature order.
 _PRODUCER_OPTIONS = ("queue_size", "runner", "close_timeout", "encode", "items", "stop_at_end")
 
@@ -463,6 +466,14 @@ class EventStreamResponse(Response):
                 msg = (
                     f"{', '.join(ignored)} only apply to iterable sources, which run on a "
                     f"producer; got a {type(source).__name__}, which is read directly"
+                )
+                raise TypeError(msg)
+            missing = [m for m in _SOURCE_HOOKS if not callable(getattr(source, m, None))]
+            if missing:
+                msg = (
+                    f"Expected a FrameSource ({', '.join(f'{m}()' for m in _SOURCE_HOOKS)} "
+                    f"besides read_frames()), got a {type(source).__name__} without "
+                    f"{', '.join(f'{m}()' for m in missing)}"
                 )
                 raise TypeError(msg)
             frames = source  # type: ignore[assignment]

@@ -209,7 +209,8 @@ class EventStream:
         self._opened_with: bytes | None = None  # frames open() read, for the first next()
         self._ending: str | None = None  # "drain", "max_lifetime", "end": the last frame is out
         self._close_reason: CloseReason = "client_gone"  # how it ended, for observe
-        self._report_end: StreamEnd = ignore_end  # what close() calls, once opened: see _observe
+        self._report_end: StreamEnd = ignore_end  # what close() calls, once sent: see _observe
+        self._sent = False  # whether next() was called (a stream only opened is not counted)
         self._holds_thread = False  # counted in thread_budget (gthread) until closed
         #: Called with this stream when an iteration of it starts, then forgotten: the response
         #: looks there whether it still is its body (see ``EventStreamResponse``).
@@ -251,7 +252,6 @@ class EventStream:
             raise
         if frames:
             self._opened_with = frames
-        self._report_end = observe.stream_opened()
 
     def __iter__(self) -> Iterator[bytes]:
         on_iter = self.on_iter
@@ -263,6 +263,9 @@ class EventStream:
     def __next__(self) -> bytes:
         if self._closed or self._ending is not None:
             self._stop()
+        if not self._sent:  # the first next(): a server is sending it, so it is counted
+            self._sent = True
+            self._report_end = observe.stream_opened()
         frames = self._opened_with
         if frames is not None:
             self._opened_with = None
@@ -281,7 +284,6 @@ class EventStream:
         open_at = self._open_at
         if open_at is None:
             open_at = self._open_at = now + self.open_timeout
-            self._report_end = observe.stream_opened()
         if open_at < deadline:  # nothing written yet: the headers wait for the first write
             deadline = due = open_at
         end_at = self._end_at
@@ -383,6 +385,5 @@ class EventStream:
             self._give_back_thread()  # a layer between the server and us dropped close()
         source = getattr(self, "source", None)
         if isinstance(source, Producer) and self._open_at is not None and not self._closed:
-            self._closed = True
-            self._report_end(self._close_reason, source)
+            self._closed = True  # not reported (metrics): a finalizer takes no locks
             source.close(wait=False)

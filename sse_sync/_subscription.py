@@ -35,6 +35,7 @@ Invariants, and why they hold:
 from __future__ import annotations
 
 import bisect
+import operator
 import threading
 import time
 from collections import deque
@@ -71,10 +72,6 @@ class _Lost(Exception):
 
 #: What a read yields: a control event (a reset), or an entry and the cursor to send it with.
 _Item = ServerSentEvent | tuple[Entry, str | None]
-
-
-def _order_of(entry: Entry) -> Order:
-    return entry.order
 
 
 class Subscription:
@@ -292,7 +289,9 @@ class Subscription:
             for i, (bookmark, entries, _) in enumerate(taken):
                 keep = entries
                 if bound is not None and entries and entries[-1].order > bound:
-                    keep = entries[: bisect.bisect_right(entries, bound, key=_order_of)]
+                    keep = entries[
+                        : bisect.bisect_right(entries, bound, key=operator.attrgetter("order"))
+                    ]
                     bookmark.give_back(len(entries) - len(keep))
                 merged.extend((entry.order, i, entry) for entry in keep)
             if merged or bound is None:

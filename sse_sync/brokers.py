@@ -22,7 +22,10 @@ suite's broker contract, is ``tests/sqlite_broker.py``; see docs/brokers.md, "Wr
 own broker".
 
 Thread-safety: stores are required to be thread-safe (see :class:`Store`); :class:`ChannelLog`,
-:class:`Counters` and :class:`Subscription` are, and take their locks after the store's.
+:class:`Counters` and :class:`Subscription` are. Lock order: a :class:`ChannelLog`'s methods
+may be called under the store's own lock (the log's lock comes after it); call
+:class:`Counters`' and :class:`Subscription`'s methods, and :meth:`Wakeup.send`, with no lock
+of yours held.
 """
 
 from __future__ import annotations

@@ -553,7 +553,8 @@ class BrokerContract:
             make_broker(**options)
 
     def test_idempotency_key_publishes_once(self, make_broker: MakeBroker) -> None:
-        """Publishing again with a key used on the channel returns the first id, adds nothing."""
+        """Publishing again with a key used on the channel returns the first id, adds nothing;
+        ``stats()`` counts the events stored, not the repeats."""
         broker = make_broker()
         with broker.subscribe(["orders", "other"]) as sub:
             sub.read_frames(0)
@@ -572,6 +573,7 @@ class BrokerContract:
                 plain,
             ]
             assert quiet(sub, 0.2)
+        assert broker.stats()["published"] == 3
 
     def test_idempotency_key_is_forgotten_after_the_window(self, make_broker: MakeBroker) -> None:
         """Once idempotency_window has passed, the same key publishes a new event."""

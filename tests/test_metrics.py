@@ -262,6 +262,21 @@ def test_a_source_refusing_before_its_first_item_is_not_a_stream(metrics: Metric
     assert metrics.closed() == {}
 
 
+def test_a_stream_the_view_did_not_send_is_not_counted(metrics: Metrics) -> None:
+    """A view that built a stream, then answered otherwise, opened no stream."""
+    app = Flask(__name__)
+
+    @app.get("/s")
+    def view() -> Any:
+        sse_response(items(2))  # opened here (its first items read), then dropped
+        return "nope", 403
+
+    assert app.test_client().get("/s").status_code == 403
+    assert metrics("sse_sync_streams_opened_total") == 0
+    assert metrics("sse_sync_streams_open") == 0
+    assert metrics.closed() == {}
+
+
 def test_a_stream_opened_before_enable_is_not_counted_when_it_ends() -> None:
     """The gauge stays balanced: a stream opened while disabled never decrements it."""
     body = call(sse_response(quiet(), ping=None, open_timeout=0))

@@ -533,3 +533,19 @@ def test_the_streams_g_is_of_the_apps_globals_class() -> None:
     response = app.test_client().get("/s", buffered=False)
     assert body(response) == b'data: {"own":true,"lang":"fr"}\n\n'
     response.close()
+
+
+class _OldSource:
+    """A FrameSource of an older protocol: read_frames() and close() only."""
+
+    def read_frames(self, timeout: float | None) -> bytes | None:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_source_missing_hooks_is_refused_when_the_response_is_built() -> None:
+    """A FrameSource without attach()/wake_reader() fails at once, naming what it lacks."""
+    with pytest.raises(TypeError, match=r"_OldSource without attach\(\), wake_reader\(\)"):
+        sse_response(_OldSource())
