@@ -371,8 +371,13 @@ class EventSource:
     ) -> None:
         self.close()
 
-    def _delay(self, attempt: int) -> float:
-        """Seconds to wait before the ``attempt``-th reconnection in a row without events."""
+    def reconnect_delay(self, attempt: int) -> float:
+        """Seconds this source waits before the ``attempt``-th reconnection in a row that
+        brought no event: the server's (or the ``retry``) reconnection time first, then
+        doubling, with jitter, up to ``max_backoff`` (never below the server's ``retry``).
+
+        :param attempt: 1 for the first reconnection after events, 2 after one that failed...
+        """
         base = self._retry / 1000
         if attempt <= 1:
             return min(base, threading.TIMEOUT_MAX)
@@ -423,7 +428,7 @@ class EventSource:
             # A stream that was announced (200, text/event-stream) and then ended is healthy:
             # reconnect after the server's retry, as browsers do; back off only on failures.
             failures = 0 if self._announced else failures + 1
-            if self._closed.wait(self._delay(max(failures, 1))):
+            if self._closed.wait(self.reconnect_delay(max(failures, 1))):
                 return
 
     def _connect(self) -> Iterator[MessageEvent]:

@@ -231,18 +231,18 @@ def test_default_retry_is_3000_ms() -> None:
 def test_backoff_grows_with_failures_and_is_capped() -> None:
     """The first reconnection waits retry; repeated failures wait longer, up to max_backoff."""
     with EventSource("http://127.0.0.1:9/", retry=100, max_backoff=1.0) as source:
-        assert source._delay(1) == 0.1
+        assert source.reconnect_delay(1) == 0.1
         for attempt in range(2, 40):
             backoff = min(1.0, 0.1 * 2 ** (attempt - 1))
-            delay = source._delay(attempt)
+            delay = source.reconnect_delay(attempt)
             assert max(0.1, backoff / 2) <= delay <= backoff
 
 
 def test_server_retry_longer_than_max_backoff_is_honoured() -> None:
     """A server retry above max_backoff is still waited for, as the spec asks."""
     with EventSource("http://127.0.0.1:9/", retry=5000, max_backoff=1.0) as source:
-        assert source._delay(1) == 5.0
-        assert source._delay(5) == 5.0
+        assert source.reconnect_delay(1) == 5.0
+        assert source.reconnect_delay(5) == 5.0
 
 
 def test_stops_on_204(server: Server) -> None:
@@ -391,13 +391,15 @@ def test_close_between_events_closes_the_connection(server: Server) -> None:
     server.routes["/s"] = lambda req, n: server.blocking(
         ServerSentEvent(data=1), ServerSentEvent(data=2)
     )
-    source = EventSource(server.url + "/s", timeout=TIMEOUT)
+    responses: list[httpx.Response] = []
+    client = httpx.Client(timeout=TIMEOUT, event_hooks={"response": [responses.append]})
+    source = EventSource(server.url + "/s", client=client)
     assert next(source).data == "1"
-    response = source._response
-    assert response is not None
+    [response] = responses
     source.close()
     assert response.is_closed
     assert list(source) == []
+    client.close()
     source.close()  # idempotent
 
 
@@ -502,8 +504,8 @@ def test_healthy_quiet_streams_do_not_back_off() -> None:
     waits: list[int] = []
     client = httpx.Client(transport=httpx.MockTransport(handler))
     with EventSource("http://test/stream", client=client) as source:
-        real_delay = source._delay
-        source._delay = lambda failures: waits.append(failures) or real_delay(failures)  # type: ignore[method-assign]
+        real_delay = source.reconnect_delay
+        source.reconnect_delay = lambda failures: waits.append(failures) or real_delay(failures)  # type: ignore[method-assign]
         assert list(source) == []
     client.close()
     assert waits == [1] * 5  # always the server's retry: never a growing backoff
@@ -520,7 +522,7 @@ def test_failed_connections_back_off() -> None:
     waits: list[int] = []
     client = httpx.Client(transport=httpx.MockTransport(handler))
     with EventSource("http://test/stream", client=client, retry=1, max_retries=4) as source:
-        source._delay = lambda failures: waits.append(failures) or 0.0  # type: ignore[method-assign]
+        source.reconnect_delay = lambda failures: waits.append(failures) or 0.0  # type: ignore[method-assign]
         with pytest.raises(EventSourceError, match="after 4 failed"):
             list(source)
     client.close()
