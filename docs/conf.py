@@ -48,7 +48,7 @@ myst_heading_anchors = 4
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_preserve_defaults = True
+autodoc_preserve_defaults = False
 autodoc_default_options = {"members": True}
 
 # Names that appear in signatures but have no page of their own: type variables and private
