@@ -73,6 +73,13 @@ IMPLS: dict[str, Impl] = {
     impl.name: impl
     for impl in [
         Impl("sse_sync", "sse_sync (gunicorn, 1 gevent worker)", "gunicorn", "sse_sync_app:app"),
+        Impl(
+            "sse_sync_worker",
+            "sse_sync (gunicorn, 1 sse_sync.gunicorn.GeventWorker)",
+            "gunicorn",
+            "sse_sync_app:app",
+            worker="sse_sync.gunicorn.GeventWorker",
+        ),
         Impl("sse_starlette", "sse-starlette (uvicorn)", "uvicorn", "starlette_app:app", True),
         Impl("fastapi_sse", "fastapi.sse (uvicorn)", "uvicorn", "fastapi_app:app", True),
         Impl(
@@ -120,6 +127,7 @@ IMPLS: dict[str, Impl] = {
 SCENARIO_IMPLS: dict[str, list[str]] = {
     "throughput": [
         "sse_sync",
+        "sse_sync_worker",
         "sse_starlette",
         "fastapi_sse",
         "naive_flask",
@@ -128,16 +136,18 @@ SCENARIO_IMPLS: dict[str, list[str]] = {
     ],
     "concurrent": [
         "sse_sync",
+        "sse_sync_worker",
         "sse_starlette",
         "fastapi_sse",
         "naive_flask",
         "raw",
         "sse_sync_gthread",
     ],
-    "idle": ["sse_sync", "sse_starlette", "fastapi_sse", "naive_flask", "raw"],
-    "idle_cpu": ["sse_sync", "naive_flask", "raw"],
+    "idle": ["sse_sync", "sse_sync_worker", "sse_starlette", "fastapi_sse", "naive_flask", "raw"],
+    "idle_cpu": ["sse_sync", "sse_sync_worker", "naive_flask", "raw"],
     "fanout": [
         "sse_sync",
+        "sse_sync_worker",
         "sse_starlette",
         "fastapi_sse",
         "naive_flask",
@@ -145,8 +155,15 @@ SCENARIO_IMPLS: dict[str, list[str]] = {
         "raw",
         "sse_sync_redis",
     ],
-    "sustained": ["sse_sync", "naive_flask", "raw"],
-    "first_event": ["sse_sync", "sse_starlette", "fastapi_sse", "naive_flask", "raw"],
+    "sustained": ["sse_sync", "sse_sync_worker", "naive_flask", "raw"],
+    "first_event": [
+        "sse_sync",
+        "sse_sync_worker",
+        "sse_starlette",
+        "fastapi_sse",
+        "naive_flask",
+        "raw",
+    ],
 }
 
 SCENARIO_TITLES = {
@@ -365,7 +382,7 @@ class Server:
                 "--log-level",
                 "warning",
             ]
-            if impl.worker == "gevent":
+            if impl.worker != "gthread":  # gevent, or sse_sync's gevent worker
                 argv += ["--worker-connections", "20000"]
             else:
                 argv += ["--threads", str(threads)]
@@ -703,6 +720,21 @@ def case_label(scenario: str, case: dict[str, Any]) -> str:
     return SCENARIO_TITLES[scenario].format(**{**defaults, **case})
 
 
+def _matches(case: dict[str, Any], where: dict[str, str]) -> bool:
+    """Whether ``case`` has every ``--where`` value (a case without the key is kept)."""
+    return all(
+        k not in case or str(case[k]) == v or _number(case[k]) == _number(v)
+        for k, v in where.items()
+    )
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 def run_all(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     """Every scenario, case, repeat and implementation; the results document."""
     plan = SMOKE if args.smoke else FULL
@@ -730,6 +762,8 @@ def run_all(args: argparse.Namespace, log: Any) -> dict[str, Any]:
             impls = [IMPLS[n] for n in SCENARIO_IMPLS[scenario] if n in wanted]
             cases_out = []
             for case in plan[scenario]:
+                if not _matches(case, args.where):
+                    continue
                 label = case_label(scenario, case)
                 print(f"\n== {label}", file=log, flush=True)
                 runs: dict[str, list[dict[str, Any]]] = {impl.name: [] for impl in impls}
@@ -1108,6 +1142,13 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda s: s.split(","),
         default=None,
         help=f"comma-separated subset of {','.join(FULL)}",
+    )
+    parser.add_argument(
+        "--where",
+        type=lambda s: dict(kv.split("=", 1) for kv in s.split(",")),
+        default={},
+        metavar="KEY=VALUE,...",
+        help="only the cases with these parameters, e.g. subscribers=5000,interval=0.1",
     )
     parser.add_argument(
         "--out",

@@ -491,6 +491,17 @@ class ChannelLog:
             bookmark.pos += len(entries)
             return Taken(entries, bookmark.pos < self.count, reset)
 
+    def take_live(self, bookmark: Bookmark, limit: int) -> Taken | None:
+        """Like :meth:`take`, for a bookmark reading on in the log: ``None``, and the bookmark
+        left as it was, when its read needs more (a reset, or a catch-up from the store)."""
+        with self.lock:
+            if bookmark.generation != self._generation or bookmark.pos < self._base:
+                return None
+            start = bookmark.pos - self._base
+            entries = self._entries[start : start + limit]
+            bookmark.pos += len(entries)
+            return Taken(entries, bookmark.pos < self.count, None)
+
     def rejoin(self, bookmark: Bookmark) -> None:
         """The store has nothing after ``bookmark``: read on from the log (from its floor, if
         the bookmark is below it: the log holds everything after that)."""

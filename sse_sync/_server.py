@@ -21,6 +21,15 @@ Invariants, and why they hold:
    (a signal handler, an attribute and the class's MRO: cheap next to a request). Only what
    cannot change is cached: ``select.poll`` or gevent's original of it. The sync-worker and
    thread warnings are logged once per process.
+4. A direct write (:meth:`ClientConnection.write_now`) never interleaves with the server's
+   writes or reorders frames. It is allowed only from the gevent hub's thread, so greenlets
+   switch only where they wait and the check and the ``send`` are one step; only while the
+   stream waits for frames (``idle``, set by the stream around that wait alone, after the
+   server wrote everything the stream returned before); only with nothing pending. What the
+   socket does not take is kept, and the stream writes it (:meth:`ClientConnection.flush`)
+   before anything else, once it wakes. A failed ``send`` marks the connection ``broken``:
+   the stream ends as for a client gone. Only a server that writes the stream's bytes
+   unchanged enables it (:meth:`ClientConnection.write_through`), with its framing.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ import select
 import signal
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._logging import logger
@@ -50,13 +61,41 @@ class ClientConnection:
 
     A stream polls it while idle (:meth:`peer_closed`); a broker subscription shuts it down to
     cut off a client that stopped reading (:meth:`shut_down`).
+
+    Where the server allows it (``sse_sync.gunicorn.GeventWorker`` enables it with
+    :meth:`write_through`), a publisher writes a waiting stream's frames itself
+    (:meth:`write_now`), so that fan-out costs a non-blocking ``send`` per subscriber rather than
+    a greenlet switch and a server write: see invariant 4 of ``sse_sync._server``.
     """
 
-    __slots__ = ("_poll_class", "_sock")
+    __slots__ = (
+        "_chunked",
+        "_hub_thread",
+        "_native_ident",
+        "_on_sent",
+        "_pending",
+        "_poll_class",
+        "_sock",
+        "broken",
+        "idle",
+        "last_write",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._poll_class = _poll_class()
+        self._hub_thread: int | None = None  # set by write_through(): direct writes allowed
+        self._native_ident: Callable[[], int] = threading.get_ident
+        self._chunked = False
+        self._on_sent: Callable[[int], None] | None = None
+        self._pending = b""  # the rest of a direct write the socket did not take at once
+        #: Set by the stream while it waits for frames, its earlier writes all done: only then
+        #: may :meth:`write_now` write.
+        self.idle = False
+        #: A direct write failed: the client is gone.
+        self.broken = False
+        #: ``time.monotonic()`` of the last direct write (the stream's ping counts from it).
+        self.last_write = 0.0
 
     def peer_closed(self) -> bool:
         """Whether the peer closed the connection (readable, nothing to read), without blocking."""
@@ -81,6 +120,68 @@ class ClientConnection:
             _raw_socket(self._sock).shutdown(how)
         except OSError:
             pass
+
+    # -- direct writes (invariant 4) -----------------------------------------------------
+
+    def write_through(self, *, chunked: bool, on_sent: Callable[[int], None] | None) -> None:
+        """Let other greenlets of this thread write the stream's frames while it waits.
+
+        Called by a gevent server that hands the stream's bytes to this socket unchanged
+        (no middleware between): ``chunked`` if it frames them as HTTP/1.1 chunks,
+        ``on_sent`` told the length of each body written (the server's byte count).
+        """
+        from gevent import monkey
+
+        self._native_ident = monkey.get_original("_thread", "get_ident")
+        self._hub_thread = self._native_ident()
+        self._chunked = chunked
+        self._on_sent = on_sent
+
+    def can_write_now(self) -> bool:
+        """Whether :meth:`write_now` may be called now, by the caller's greenlet."""
+        return (
+            self.idle
+            and not self._pending
+            and not self.broken
+            and self._hub_thread is not None
+            and self._native_ident() == self._hub_thread
+        )
+
+    def write_now(self, body: bytes) -> bool:
+        """Write ``body`` (frames) without waiting; whether it all went out.
+
+        Only when :meth:`can_write_now`. What the socket does not take at once is kept for
+        the stream's greenlet (:meth:`flush`): ``False`` means wake it.
+        """
+        data = b"%X\r\n%s\r\n" % (len(body), body) if self._chunked else body
+        self.last_write = _monotonic()
+        if self._on_sent is not None:
+            self._on_sent(len(body))
+        try:
+            sent = _raw_socket(self._sock).send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.broken = True
+            return False
+        if sent == len(data):
+            return True
+        self._pending = data[sent:]
+        return False
+
+    def flush(self) -> bool:
+        """Write the rest of a direct write, waiting as long as it takes (the stream's own
+        greenlet); ``False`` if the client is gone."""
+        if self.broken:
+            return False
+        pending, self._pending = self._pending, b""
+        if pending:
+            try:
+                self._sock.sendall(pending)
+            except OSError:
+                self.broken = True
+                return False
+        return True
 
 
 def connection_of(environ: dict[str, Any]) -> ClientConnection | None:
@@ -163,6 +264,7 @@ def _socket_under_input(wsgi_input: object) -> socket.socket | None:
     return getattr(raw, "_sock", None) if isinstance(raw, socket.SocketIO) else None
 
 
+_monotonic = time.monotonic
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 #: Idle streams look at their socket only where a non-blocking look exists (not on Windows).
 _CAN_POLL = hasattr(select, "poll") and hasattr(socket, "MSG_DONTWAIT")

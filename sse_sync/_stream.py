@@ -49,6 +49,13 @@ Invariants, and why they hold:
    :data:`DISCONNECT_POLL` where it has something to look at: a socket, a gunicorn worker): a
    ``read_frames`` that times out, a read of ``alive``. Everything else it needs is found once,
    by :meth:`bind`.
+7. Where the server allows direct writes (``ClientConnection.write_through``, done by
+   ``sse_sync.gunicorn.GeventWorker``), the connection is ``idle`` exactly while the stream
+   waits in ``read_frames`` after its first write, and never after it returned its last
+   frame: a broker publisher may then write the subscription's frames itself (see
+   ``sse_sync._server``, invariant 4). Before returning anything, the stream writes what such a
+   write left pending, and ends if it found the client gone. A ping counts from the last
+   write, direct or not.
 """
 
 from __future__ import annotations
@@ -302,6 +309,9 @@ class EventStream:
             poll = _NEVER if watched.watching else DISCONNECT_POLL
         else:
             poll = _NEVER if worker is None else DISCONNECT_POLL
+        # Something was written (so the headers are out), and the server wrote it before this
+        # call: a publisher may write to the connection while the source is read (invariant 7).
+        direct = self._connection if open_at == _NEVER else None
         read_frames = self.source.read_frames
         while True:
             if worker is not None and not worker.alive:  # the worker was told to stop
@@ -311,11 +321,22 @@ class EventStream:
             wake_at = deadline if deadline < end_at else end_at
             if now + poll < wake_at:
                 wake_at = now + poll
+            failed = False
             try:
+                if direct is not None:
+                    direct.idle = True
                 frames = read_frames(None if wake_at == _NEVER else wake_at - now)
             except Exception:
                 # The status is settled by now (see open()): the error can only end the stream.
                 logger.exception(SOURCE_RAISED)
+                frames, failed = None, True
+            finally:
+                if direct is not None:
+                    direct.idle = False
+            if direct is not None and not direct.flush():
+                self.close()  # a direct write found the client gone
+                raise StopIteration
+            if failed:
                 return self._source_ended("source_error")
             if frames:
                 self._open_at = _NEVER
@@ -323,6 +344,9 @@ class EventStream:
             if frames == b"":
                 return self._source_ended("source_end")
             now = _monotonic()
+            if direct is not None and ping is not None and direct.last_write + ping > deadline:
+                deadline = direct.last_write + ping
+                due = deadline - ping * _PING_SLACK  # a publisher wrote since: the ping waits
             if now >= due:
                 self._open_at = _NEVER
                 # No need to look at the socket: writing the ping will.
@@ -355,6 +379,11 @@ class EventStream:
         self._ending = self._close_reason = reason
         self._open_at = _NEVER
         return observe.wrote(b"retry: %d\n\n" % random.randint(*END_RETRY_MS))
+
+    @property
+    def connection(self) -> ClientConnection | None:
+        """The client's connection, once :meth:`bind` found it (HTTP/1.x, where exposed)."""
+        return self._connection
 
     @property
     def closed(self) -> bool:

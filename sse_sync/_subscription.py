@@ -437,9 +437,35 @@ class Subscription:
         if behind > self.max_pending:
             self._overflow()
             return
+        if self._waiting and self._write_now():
+            return
         wake = self._wake
         if wake is not None:
             wake.set()
+
+    def _write_now(self) -> bool:
+        """Write what came to the client from here, leaving the reader asleep; whether it
+        all went out (else the reader is woken, to write the rest or read more).
+
+        Only while the reader waits (it reads nothing meanwhile: invariant 1 holds), for a
+        single channel read on in the log, through a connection that allows it now (the
+        server's direct writes: ``sse_sync._server``, invariant 4).
+        """
+        connection = self._connection
+        if connection is None or self._multi or self._closed or not connection.can_write_now():
+            return False
+        bookmark = self._bookmarks[0]
+        taken = bookmark.log.take_live(bookmark, _BATCH)
+        if taken is None:
+            return False
+        entries = taken.entries
+        if entries:
+            bookmark.order, bookmark.id = entries[-1].order, entries[-1].id
+            observe.delivered([(entry, None) for entry in entries])
+            frames = entries[0].frame if len(entries) == 1 else b"".join(e.frame for e in entries)
+            if not connection.write_now(observe.wrote(frames)):
+                return False
+        return not taken.more
 
     def attach(self, connection: ClientConnection) -> None:
         """Remember the client's connection, to shut it down if the client stops reading.

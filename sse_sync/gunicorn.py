@@ -56,11 +56,13 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
+from gunicorn.http.wsgi import Response
 from gunicorn.http2.connection import HTTP2ServerConnection
 from gunicorn.http2.errors import HTTP2ConnectionError, HTTP2ErrorCode, HTTP2ProtocolError
 from gunicorn.http2.stream import StreamState
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
-from h2.exceptions import ProtocolError
+
+from ._stream import EventStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -170,6 +172,8 @@ class _Connection(HTTP2ServerConnection):  # type: ignore[misc]
 
     def _wait_for_flow_control_window(self, stream_id: int, deadline: float | None = None) -> int:
         # gunicorn reads the socket here; the reader greenlet does that (invariant 2).
+        from h2.exceptions import ProtocolError  # imported by gunicorn's HTTP/2 only: here too
+
         while True:
             stream = self.streams.get(stream_id)
             if self._closed or stream is None or stream.state is StreamState.CLOSED:
@@ -213,6 +217,25 @@ class _Connection(HTTP2ServerConnection):  # type: ignore[misc]
             greenlet.throw(gevent.GreenletExit)
 
 
+def _write_through(iterable: Iterable[bytes], start_response: StartResponse) -> None:
+    """Let publishers write an HTTP/1.x event stream's frames to its socket themselves.
+
+    Only for an sse_sync event stream that gunicorn writes as it is (no middleware wrapped the
+    iterable) with gunicorn's own ``start_response``, whose response object says how the body
+    is framed and counts the bytes sent (for the access log).
+    """
+    response = getattr(start_response, "__self__", None)
+    if not isinstance(iterable, EventStream) or not isinstance(response, Response):
+        return
+    connection = iterable.connection
+    if connection is not None and response.response_length is None:
+
+        def count(sent: int) -> None:
+            response.sent += sent
+
+        connection.write_through(chunked=bool(response.chunked), on_sent=count)
+
+
 class GeventWorker(_GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker, serving each HTTP/2 stream on a greenlet of its own.
 
@@ -237,7 +260,10 @@ class GeventWorker(_GeventWorker):  # type: ignore[misc]
         def wrapped(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             iterable = app(environ, start_response)
             greenlet = gevent.getcurrent()
-            if not isinstance(greenlet, _Stream) or self.is_already_handled(iterable):
+            if not isinstance(greenlet, _Stream):
+                _write_through(iterable, start_response)
+                return iterable
+            if self.is_already_handled(iterable):
                 return iterable
             return _Body(greenlet, iterable)
 

@@ -27,6 +27,15 @@ STREAM_APP = "tests.integration.apps.stream_app:app"
 #: Server kinds the integration tests run under, and the command that starts each on port 0.
 SERVERS: dict[str, list[str]] = {
     "gevent": ["-m", "gunicorn", "-k", "gevent", "--worker-connections", "2000"],
+    # sse_sync's gevent worker: publishers write to waiting subscribers' sockets themselves.
+    "sse_sync": [
+        "-m",
+        "gunicorn",
+        "-k",
+        "sse_sync.gunicorn.GeventWorker",
+        "--worker-connections",
+        "2000",
+    ],
     "gthread": ["-m", "gunicorn", "-k", "gthread", "--threads", "50"],
     "sync": ["-m", "gunicorn", "-k", "sync"],
     "werkzeug": [str(APPS / "serve_werkzeug.py")],

@@ -21,6 +21,10 @@ pytestmark = pytest.mark.integration
 
 BROKER_APP = "tests.integration.apps.broker_app:app"
 
+#: gunicorn's gevent worker, and sse_sync's, whose publishers write to waiting subscribers'
+#: sockets themselves (``ClientConnection.write_now``).
+GEVENT_KINDS = ["gevent", "sse_sync"]
+
 
 def publish(server: LiveServer, channel: str, items: list[Any], **extra: Any) -> dict[str, Any]:
     """POST /publish/<channel>: one event per item; returns the ids and the worker's pid."""
@@ -40,11 +44,12 @@ def datas(fleet_client: Any) -> list[Any]:
 
 
 @pytest.mark.gevent
+@pytest.mark.parametrize("kind", GEVENT_KINDS)
 def test_thousand_subscribers_on_one_gevent_worker(
-    live_server: Callable[..., LiveServer],
+    live_server: Callable[..., LiveServer], kind: str
 ) -> None:
     """1,000 subscribers of a MemoryBroker on one gevent worker get 100 events, in order."""
-    server = live_server("gevent", BROKER_APP, extra_args=["--worker-connections", "3000"])
+    server = live_server(kind, BROKER_APP, extra_args=["--worker-connections", "3000"])
     latencies: list[float] = []
     with Fleet(server.port, "/stream?channel=fan", 1000) as fleet:
         wait_until(lambda: server.state()["subscribers"] == 1000, timeout=30)
@@ -81,11 +86,12 @@ def _placement(server: LiveServer, workers: int, expected: int) -> dict[int, int
 
 @pytest.mark.redis
 @pytest.mark.gevent
+@pytest.mark.parametrize("kind", GEVENT_KINDS)
 def test_redis_fans_out_across_three_workers(
-    live_server: Callable[..., LiveServer], redis_server: Any
+    live_server: Callable[..., LiveServer], redis_server: Any, kind: str
 ) -> None:
     """Published via any worker or a plain process, events reach subscribers on all 3 workers."""
-    server = live_server("gevent", BROKER_APP, workers=3, env={"SSE_BROKER_URL": redis_server.url})
+    server = live_server(kind, BROKER_APP, workers=3, env={"SSE_BROKER_URL": redis_server.url})
     fleets: list[Fleet] = []
     try:
         # Connections land on workers as the kernel hands them out: open more until every
@@ -125,11 +131,13 @@ def test_redis_fans_out_across_three_workers(
 
 
 @pytest.mark.gevent
+@pytest.mark.parametrize("kind", GEVENT_KINDS)
 def test_stalled_client_is_cut_off_and_delays_no_one(
-    live_server: Callable[..., LiveServer],
+    live_server: Callable[..., LiveServer], kind: str
 ) -> None:
     """A client that reads nothing does not hold up the others and is cut off at max_pending."""
-    server = live_server("gevent", BROKER_APP, env={"SSE_MAX_PENDING": "50", "SSE_HISTORY": "1000"})
+    env = {"SSE_MAX_PENDING": "50", "SSE_HISTORY": "1000"}
+    server = live_server(kind, BROKER_APP, env=env)
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.settimeout(10)

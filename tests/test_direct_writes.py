@@ -1,0 +1,170 @@
+"""Direct writes: a publisher writes a waiting subscriber's frames to its socket itself.
+
+``sse_sync.gunicorn.GeventWorker`` enables them (``ClientConnection.write_through``); these
+tests play that server under gevent, in a subprocess, over real loopback sockets. The
+integration tests run the same fan-out through the worker (``tests/integration/test_fanout.py``,
+kind ``sse_sync``).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from sse_sync import ClientConnection
+
+from .gevent_process import run_under_gevent
+
+#: A stream served as the worker serves one: bound to a loopback socket, its opening ping
+#: written, direct writes allowed, and its next ``next()`` running on a greenlet of its own.
+SERVE = '''
+import socket
+from sse_sync import MemoryBroker
+from sse_sync._stream import EventStream
+
+listener = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(listener.getsockname())
+server_side, _ = listener.accept()
+client.settimeout(5)
+
+def chunk(body):
+    return b"%X\\r\\n%s\\r\\n" % (len(body), body)
+
+def read_exactly(n):
+    data = b""
+    while len(data) < n:
+        got = client.recv(n - len(data))
+        assert got, data
+        data += got
+    return data
+
+def serve(source, ping=30):
+    stream = EventStream(source, ping=ping, open_timeout=0)
+    stream.bind({"SERVER_SOFTWARE": "test", "werkzeug.socket": server_side})
+    server_side.sendall(chunk(next(stream)))  # the opening ping: what the server writes
+    assert read_exactly(len(chunk(b": ping\\n\\n"))) == chunk(b": ping\\n\\n")
+    stream.connection.write_through(chunked=True, on_sent=sent.append)
+    return stream
+
+class Next:
+    """next(stream) on a greenlet of its own, as the worker's request greenlet calls it."""
+    def __init__(self, stream):
+        self.result = []
+        self.greenlet = gevent.spawn(self._run, stream)
+        gevent.sleep(0.01)  # it runs until it waits for frames
+    def _run(self, stream):
+        try:
+            self.result.append(next(stream))
+        except StopIteration:
+            self.result.append(StopIteration)
+
+sent = []
+broker = MemoryBroker()
+'''
+
+
+def test_a_publisher_writes_to_a_waiting_subscriber_and_leaves_it_asleep() -> None:
+    """Published events reach the socket as HTTP chunks while the stream's next() still waits."""
+    run_under_gevent(
+        SERVE
+        + """
+stream = serve(broker.subscribe("news"))
+reader = Next(stream)
+frames = [b'id: %s\\ndata: {"n":%d}\\n\\n' % (broker.publish("news", {"n": n}).encode(), n)
+          for n in (1, 2)]
+expected = chunk(frames[0]) + chunk(frames[1])
+assert read_exactly(len(expected)) == expected
+assert reader.result == [], reader.result  # the stream's greenlet never woke
+assert sent == [len(frames[0]), len(frames[1])]
+stream.close()
+until(lambda: reader.result == [StopIteration])
+print("ok")
+"""
+    )
+
+
+def test_what_the_socket_did_not_take_is_written_by_the_stream_first() -> None:
+    """A client that reads slowly: the rest of a direct write goes out, in order, before more."""
+    run_under_gevent(
+        SERVE
+        + """
+server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+stream = serve(broker.subscribe("big"))
+reader = Next(stream)
+payloads = [str(i) * 200_000 for i in range(3)]
+wire = [b'id: %s\\ndata: "%s"\\n\\n' % (broker.publish("big", text).encode(), text.encode())
+        for text in payloads]
+# The first write filled the socket; the stream wakes, writes its rest, then reads the others,
+# which it returns for the server to write as one chunk: all of them once, in order.
+reading = gevent.spawn(read_exactly, len(chunk(wire[0])) + len(chunk(wire[1] + wire[2])))
+until(lambda: reader.result, timeout=10)
+assert reader.result == [wire[1] + wire[2]], reader.result[0][:80]
+server_side.sendall(chunk(reader.result[0]))  # what the server does with it
+assert reading.get(timeout=10) == chunk(wire[0]) + chunk(wire[1] + wire[2])
+stream.close()
+print("ok")
+"""
+    )
+
+
+def test_a_direct_write_to_a_gone_client_ends_the_stream() -> None:
+    """The client left: the failed send wakes the stream, which ends as for any client gone."""
+    run_under_gevent(
+        SERVE
+        + """
+subscription = broker.subscribe("gone")
+stream = serve(subscription)
+reader = Next(stream)
+client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00")
+client.close()  # a reset: the next send fails at once
+gevent.sleep(0.05)
+for i in range(3):  # the first may still reach the kernel; a later one fails
+    broker.publish("gone", i)
+until(lambda: reader.result == [StopIteration])
+assert stream.closed
+assert broker.stats()["subscribers"] == 0
+print("ok")
+"""
+    )
+
+
+def test_pings_count_from_the_last_direct_write() -> None:
+    """A stream fed by direct writes sends no ping while events come faster than its ping."""
+    run_under_gevent(
+        SERVE
+        + """
+stream = serve(broker.subscribe("busy"), ping=0.5)
+reader = Next(stream)
+for i in range(8):  # 1.6 s of events 0.2 s apart: three pings' worth of time, no ping due
+    broker.publish("busy", i)
+    gevent.sleep(0.2)
+assert reader.result == [], reader.result
+until(lambda: reader.result, timeout=2)  # then, idle, the ping comes
+assert reader.result == [b": ping\\n\\n"], reader.result
+stream.close()
+print("ok")
+"""
+    )
+
+
+def test_only_the_thread_that_enabled_them_writes_directly() -> None:
+    """Another OS thread (a broker's reader thread without gevent) must wake the stream instead."""
+    server_side, client_side = socket.socketpair()
+    try:
+        connection = ClientConnection(server_side)
+        assert not connection.can_write_now()  # not enabled
+        connection.write_through(chunked=False, on_sent=None)
+        assert not connection.can_write_now()  # enabled, but the stream is not waiting
+        connection.idle = True
+        assert connection.can_write_now()
+        seen: list[bool] = []
+        thread = threading.Thread(target=lambda: seen.append(connection.can_write_now()))
+        thread.start()
+        thread.join(5)
+        assert seen == [False]
+        assert connection.write_now(b"data: x\n\n")
+        client_side.settimeout(5)
+        assert client_side.recv(100) == b"data: x\n\n"  # HTTP/1.0: no chunk framing
+    finally:
+        server_side.close()
+        client_side.close()
