@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Developer entry point that needs nothing but Python 3.10+.
 
-    python3 dev.py demo          # the main demo on http://127.0.0.1:8000 (gunicorn, gevent worker)
+    python3 dev.py demo          # the main demo on http://127.0.0.1:8000 (gunicorn, gevent)
     python3 dev.py test [ARGS]   # the whole test suite (ARGS go to pytest)
     python3 dev.py docs          # build the documentation site, serve it on http://127.0.0.1:8001
     python3 dev.py docs --no-serve   # only build it, into docs/_build/html
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         cmd = [
             str(BIN / "gunicorn"),
             "-k",
-            "gevent",
+            "sse_sync.gunicorn.GeventWorker",  # gunicorn's gevent worker + direct fan-out writes
             "-w",
             "1",
             "--bind",

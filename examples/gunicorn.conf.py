@@ -9,7 +9,9 @@ import os
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 
 # gevent: one greenlet per open stream, so one worker holds thousands of idle streams.
-worker_class = "gevent"
+# sse_sync's gevent worker is gunicorn's ("gevent") plus broker fan-out written by the
+# publisher: a non-blocking send per subscriber instead of a greenlet switch and a write.
+worker_class = "sse_sync.gunicorn.GeventWorker"
 # One process per core. With several workers use RedisBroker: a MemoryBroker is per process.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # The most connections (streams + ordinary requests) one worker serves at once.

@@ -1,18 +1,31 @@
-"""A gunicorn gevent worker that serves the streams of an HTTP/2 connection concurrently.
+"""sse_sync's gunicorn gevent worker: fan-out written by the publisher, concurrent HTTP/2 streams.
 
 .. code-block:: sh
 
+    gunicorn -k sse_sync.gunicorn.GeventWorker myapp:app
     gunicorn -k sse_sync.gunicorn.GeventWorker --http-protocols h2,h1 \\
         --certfile cert.pem --keyfile key.pem myapp:app
 
-gunicorn's own workers serve an HTTP/2 connection's streams one after the other
+It is gunicorn's gevent worker (``-k gevent``) with two changes.
+
+**Fan-out over HTTP/1.x.** Under ``-k gevent``, each event published to a channel wakes the
+greenlet of each subscriber's stream, which reads it and hands it to gunicorn to write: a
+switch and a write per subscriber and event, which holds one worker to about 20,000 deliveries
+a second. Here, when an sse_sync event stream is gunicorn's response body as it is (no
+middleware wrapped it), the worker lets publishers write to its socket
+(:meth:`sse_sync.ClientConnection.write_through`): a broker subscription whose stream waits for
+events gets them written by the publisher, one non-blocking ``send`` each, as the HTTP chunk
+gunicorn would have written, and its greenlet sleeps on. A client whose socket buffer is full
+gets the rest from its own greenlet, as before. Nothing else changes for any response.
+
+**HTTP/2.** gunicorn's own workers serve an HTTP/2 connection's streams one after the other
 (``AsyncWorker.handle_http2``): an endless event stream holds back every other stream of its
 connection, so a page opens one ``EventSource`` of several, and a closed one goes unnoticed
 until its next write. This worker keeps gunicorn's HTTP/2 connection (its h2 state machine,
 request parsing, flow-control accounting, limits) and changes who runs it: the connection's
-greenlet only reads frames and hands each new stream to a greenlet of its own. HTTP/1.x
-connections are served exactly as by ``-k gevent``. Only this module imports gunicorn and
-gevent; ``import sse_sync`` does not load it.
+greenlet only reads frames and hands each new stream to a greenlet of its own. HTTP/2 needs
+``pip install 'sse_sync[http2]'``; HTTP/1.x needs only gevent. Only this module imports
+gunicorn and gevent; ``import sse_sync`` does not load it.
 
 Invariants, and why they hold:
 
@@ -43,6 +56,13 @@ Invariants, and why they hold:
    for the connection greenlets, waits for the streams too. (sse_sync's streams never shut
    the shared socket down: over TLS nothing can be written once the read side has ended, so
    one stream's drain would cut off the ``retry:`` frames of the others.)
+5. Direct writes put on the wire exactly what gunicorn would. They are enabled only for an
+   HTTP/1.x response whose body is the sse_sync ``EventStream`` itself (a middleware that
+   wraps or rewrites the body, such as compression, keeps them off), started with gunicorn's
+   own ``start_response`` and no ``Content-Length``; each is framed as gunicorn frames that
+   response (a chunk under HTTP/1.1, raw bytes under HTTP/1.0) and counted in its bytes sent.
+   When they may happen, and how they never interleave with gunicorn's writes, is
+   ``sse_sync._server``'s invariant 4 and ``sse_sync._stream``'s invariant 7.
 
 Each HTTP/2 connection counts once against ``--worker-connections``; its concurrent streams
 are bounded by ``--http2-max-concurrent-streams`` (100 by default).
@@ -237,15 +257,19 @@ def _write_through(iterable: Iterable[bytes], start_response: StartResponse) -> 
 
 
 class GeventWorker(_GeventWorker):  # type: ignore[misc]
-    """gunicorn's gevent worker, serving each HTTP/2 stream on a greenlet of its own.
+    """gunicorn's gevent worker, with broker fan-out written by the publisher and each HTTP/2
+    stream served on a greenlet of its own.
 
-    Use it with ``gunicorn -k sse_sync.gunicorn.GeventWorker --http-protocols h2,h1`` and TLS
-    (``--certfile``, ``--keyfile``): browsers speak HTTP/2 only over TLS. Then the event streams
-    of a page share one connection, each served as soon as it is opened, and a stream the
-    browser closes (``EventSource.close()``, a closed tab) ends at once: its generator's
-    ``finally`` runs. HTTP/1.x connections are served exactly as by gunicorn's ``-k gevent``.
+    ``gunicorn -k sse_sync.gunicorn.GeventWorker``: over HTTP/1.x, a broker event reaches each
+    waiting subscriber with one non-blocking ``send`` by the publishing greenlet (or the
+    broker's reader), instead of a greenlet switch and a gunicorn write per subscriber; every
+    other response is served as by ``-k gevent``.
 
-    Needs gunicorn's HTTP/2 support: ``pip install 'sse_sync[http2]'``.
+    Add ``--http-protocols h2,h1`` and TLS (``--certfile``, ``--keyfile``; browsers speak
+    HTTP/2 only over TLS, and it needs ``pip install 'sse_sync[http2]'``): then the event
+    streams of a page share one connection, each served as soon as it is opened, and a stream
+    the browser closes (``EventSource.close()``, a closed tab) ends at once: its generator's
+    ``finally`` runs.
     """
 
     wsgi: WSGIApplication

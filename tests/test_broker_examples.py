@@ -75,14 +75,16 @@ def test_redis_app(redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gunicorn_config_is_valid() -> None:
-    """gunicorn accepts examples/gunicorn.conf.py (gevent worker, 10,000 connections)."""
+    """gunicorn accepts examples/gunicorn.conf.py (sse_sync's gevent worker, 10,000 connections)."""
     code = (
         "from gunicorn.app.wsgiapp import WSGIApplication\n"
         "import sys\n"
         "sys.argv = ['gunicorn', '-c', 'examples/gunicorn.conf.py', 'examples.broker_app:app']\n"
         "app = WSGIApplication()\n"
         "cfg = app.cfg\n"
-        "assert cfg.worker_class_str == 'gevent', cfg.worker_class_str\n"
+        "assert cfg.worker_class_str == 'sse_sync.gunicorn.GeventWorker', cfg.worker_class_str\n"
+        "from sse_sync.gunicorn import GeventWorker\n"
+        "assert cfg.worker_class is GeventWorker\n"
         "assert cfg.worker_connections == 10000\n"
         "assert cfg.graceful_timeout == 10 and cfg.max_requests == 100000\n"
     )

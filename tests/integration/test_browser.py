@@ -1,4 +1,4 @@
-"""The demo in a real browser: headless Chromium's EventSource against gunicorn with gevent."""
+"""The demo in a real browser: headless Chromium's EventSource against sse_sync's worker."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ EXPECTED_SAMPLES = [
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[LiveServer]:
-    """The README's demo under gunicorn with one gevent worker, ticking every 0.2 s."""
+    """The README's demo as ``dev.py demo`` serves it (one sse_sync gevent worker), ticking
+    every 0.2 s."""
     server = start_server(
-        "gevent",
+        "sse_sync",
         "tests.integration.apps.demo_app:app",
         env={"SSE_SYNC_DEMO_INTERVAL": "0.2"},
         ready_path="/",
