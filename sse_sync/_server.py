@@ -69,6 +69,7 @@ class ClientConnection:
     """
 
     __slots__ = (
+        "_batch",
         "_chunked",
         "_hub_thread",
         "_native_ident",
@@ -85,6 +86,7 @@ class ClientConnection:
         self._sock = sock
         self._poll_class = _poll_class()
         self._hub_thread: int | None = None  # set by write_through(): direct writes allowed
+        self._batch: _Batch | None = None
         self._native_ident: Callable[[], int] = threading.get_ident
         self._chunked = False
         self._on_sent: Callable[[int], None] | None = None
@@ -130,10 +132,11 @@ class ClientConnection:
         (no middleware between): ``chunked`` if it frames them as HTTP/1.1 chunks,
         ``on_sent`` told the length of each body written (the server's byte count).
         """
-        from gevent import monkey
+        from gevent import get_hub, monkey
 
         self._native_ident = monkey.get_original("_thread", "get_ident")
         self._hub_thread = self._native_ident()
+        self._batch = _batch_of(get_hub())
         self._chunked = chunked
         self._on_sent = on_sent
 
@@ -146,6 +149,15 @@ class ClientConnection:
             and self._hub_thread is not None
             and self._native_ident() == self._hub_thread
         )
+
+    def write_soon(self, write: Callable[[], None]) -> None:
+        """Call ``write`` (which writes to this connection) at the gevent hub's next turn,
+        with every other write queued meanwhile: the events published until then go out
+        together, one ``send`` per connection. Only when :meth:`can_write_now`; ``write``
+        must look again (it may not be so any more), and wake the stream if not.
+        """
+        assert self._batch is not None
+        self._batch.add(write)
 
     def write_now(self, body: bytes) -> bool:
         """Write ``body`` (frames) without waiting; whether it all went out.
@@ -182,6 +194,39 @@ class ClientConnection:
                 self.broken = True
                 return False
         return True
+
+
+class _Batch:
+    """Direct writes queued until the gevent hub's next turn (``ClientConnection.write_soon``).
+
+    Publishes whose greenlets are ready in the same turn (a burst) then cost one ``send`` per
+    subscriber, not one per event and subscriber: the raw-socket servers' batching per loop.
+    """
+
+    __slots__ = ("_loop", "_writes")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._writes: dict[Callable[[], None], None] = {}  # each once, in order
+
+    def add(self, write: Callable[[], None]) -> None:
+        if not self._writes:
+            self._loop.run_callback(self._run)
+        self._writes[write] = None
+
+    def _run(self) -> None:
+        writes, self._writes = self._writes, {}
+        for write in writes:
+            try:
+                write()
+            except Exception:
+                logger.exception("A direct write to an event stream's client failed")
+
+
+@functools.cache
+def _batch_of(hub: Any) -> _Batch:
+    """The batch of direct writes of ``hub`` (of its thread's loop)."""
+    return _Batch(hub.loop)
 
 
 def connection_of(environ: dict[str, Any]) -> ClientConnection | None:

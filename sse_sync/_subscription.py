@@ -437,22 +437,36 @@ class Subscription:
         if behind > self.max_pending:
             self._overflow()
             return
-        if self._waiting and self._write_now():
+        connection = self._connection
+        if self._waiting and connection is not None and connection.can_write_now():
+            connection.write_soon(self._write)  # with the other events of this hub turn
             return
         wake = self._wake
         if wake is not None:
             wake.set()
 
+    def _write(self) -> None:
+        """Write what came to the client from here; else make the reader's wait return, so that
+        its stream writes what the socket did not take (or ends) and reads the rest."""
+        if not self._write_now():
+            self.wake_reader()
+
     def _write_now(self) -> bool:
         """Write what came to the client from here, leaving the reader asleep; whether it
-        all went out (else the reader is woken, to write the rest or read more).
+        all went out (else the reader must be woken, to write the rest or read more).
 
         Only while the reader waits (it reads nothing meanwhile: invariant 1 holds), for a
         single channel read on in the log, through a connection that allows it now (the
         server's direct writes: ``sse_sync._server``, invariant 4).
         """
         connection = self._connection
-        if connection is None or self._multi or self._closed or not connection.can_write_now():
+        if (
+            connection is None
+            or self._multi
+            or self._closed
+            or not self._waiting
+            or not connection.can_write_now()
+        ):
             return False
         bookmark = self._bookmarks[0]
         taken = bookmark.log.take_live(bookmark, _BATCH)
