@@ -140,6 +140,19 @@ class ClientConnection:
         self._chunked = chunked
         self._on_sent = on_sent
 
+    @property
+    def writes_through(self) -> bool:
+        """Whether :meth:`write_through` was called: direct writes are allowed."""
+        return self._batch is not None
+
+    def later(self, seconds: float, call: Callable[[], None]) -> Callable[[], None]:
+        """Call ``call`` in the gevent hub after ``seconds`` (only once :meth:`write_through`
+        was called); returns what cancels it."""
+        assert self._batch is not None
+        timer = self._batch.loop.timer(seconds)
+        timer.start(call)
+        return timer.close  # type: ignore[no-any-return]
+
     def can_write_now(self) -> bool:
         """Whether :meth:`write_now` may be called now, by the caller's greenlet."""
         return (
@@ -203,15 +216,15 @@ class _Batch:
     subscriber, not one per event and subscriber: the raw-socket servers' batching per loop.
     """
 
-    __slots__ = ("_loop", "_writes")
+    __slots__ = ("_writes", "loop")
 
     def __init__(self, loop: Any) -> None:
-        self._loop = loop
+        self.loop = loop
         self._writes: dict[Callable[[], None], None] = {}  # each once, in order
 
     def add(self, write: Callable[[], None]) -> None:
         if not self._writes:
-            self._loop.run_callback(self._run)
+            self.loop.run_callback(self._run)
         self._writes[write] = None
 
     def _run(self) -> None:

@@ -54,8 +54,10 @@ Invariants, and why they hold:
    waits in ``read_frames`` after its first write, and never after it returned its last
    frame: a broker publisher may then write the subscription's frames itself (see
    ``sse_sync._server``, invariant 4). Before returning anything, the stream writes what such a
-   write left pending, and ends if it found the client gone. A ping counts from the last
-   write, direct or not.
+   write left pending, and ends if it found the client gone. Its pings are written the same
+   way, by a timer of the hub (``_Pings``), each ``ping`` seconds after the last write, direct
+   or not: an idle stream's greenlet then sleeps until its client leaves, its worker stops or
+   its ``max_lifetime`` is over, and a ping costs one ``send`` instead of a switch and a write.
 """
 
 from __future__ import annotations
@@ -166,6 +168,35 @@ class FrameSource(Protocol):
         ...
 
 
+class _Pings:
+    """The pings of a stream whose server allows direct writes, written by a timer of the hub
+    while the stream waits, without waking its greenlet (invariant 7).
+
+    A ping is due ``every`` seconds after the last write, direct or not; when the stream is
+    not waiting then (the server writes its frames), it is not needed.
+    """
+
+    __slots__ = ("_cancel", "_connection", "_every", "_wake")
+
+    def __init__(self, connection: ClientConnection, every: float, wake: Callable[[], None]):
+        self._connection = connection
+        self._every = every
+        self._wake = wake
+        self._cancel = connection.later(every, self._due)
+
+    def _due(self) -> None:
+        connection, every = self._connection, self._every
+        wait = connection.last_write + every - _monotonic()
+        if wait <= every * _PING_SLACK:
+            wait = every
+            if connection.can_write_now() and not connection.write_now(observe.wrote_ping(PING)):
+                self._wake()  # the stream writes the rest, or ends: its client is gone
+        self._cancel = connection.later(wait, self._due)
+
+    def stop(self) -> None:
+        self._cancel()
+
+
 class EventStream:
     """The WSGI app iterable of an event stream: bytes from a :class:`FrameSource`, plus pings.
 
@@ -219,6 +250,7 @@ class EventStream:
         self._report_end: StreamEnd = ignore_end  # what close() calls, once sent: see _observe
         self._sent = False  # whether next() was called (a stream only opened is not counted)
         self._holds_thread = False  # counted in thread_budget (gthread) until closed
+        self._pings: _Pings | None = None  # pings written by the hub (direct writes)
         #: Called with this stream when an iteration of it starts, then forgotten: the response
         #: looks there whether it still is its body (see ``EventStreamResponse``).
         self.on_iter: Callable[[EventStream], None] | None = None
@@ -312,6 +344,10 @@ class EventStream:
         # Something was written (so the headers are out), and the server wrote it before this
         # call: a publisher may write to the connection while the source is read (invariant 7).
         direct = self._connection if open_at == _NEVER else None
+        if direct is not None and ping is not None and direct.writes_through:
+            if self._pings is None:
+                self._pings = _Pings(direct, ping, self.source.wake_reader)
+            deadline = due = _NEVER  # the hub's timer pings, without waking this greenlet
         read_frames = self.source.read_frames
         while True:
             if worker is not None and not worker.alive:  # the worker was told to stop
@@ -340,13 +376,12 @@ class EventStream:
                 return self._source_ended("source_error")
             if frames:
                 self._open_at = _NEVER
+                if direct is not None:
+                    direct.last_write = _monotonic()  # written next: the pings count from it
                 return observe.wrote(frames)
             if frames == b"":
                 return self._source_ended("source_end")
             now = _monotonic()
-            if direct is not None and ping is not None and direct.last_write + ping > deadline:
-                deadline = direct.last_write + ping
-                due = deadline - ping * _PING_SLACK  # a publisher wrote since: the ping waits
             if now >= due:
                 self._open_at = _NEVER
                 # No need to look at the socket: writing the ping will.
@@ -398,6 +433,8 @@ class EventStream:
             self._give_back_thread()
             if self._watched is not None:
                 self._watched.unwatch()  # before the server closes the socket (see _watch)
+            if self._pings is not None:
+                self._pings.stop()
             self.source.close()
 
     def _give_back_thread(self) -> None:

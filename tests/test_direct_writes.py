@@ -129,19 +129,24 @@ print("ok")
     )
 
 
-def test_pings_count_from_the_last_direct_write() -> None:
-    """A stream fed by direct writes sends no ping while events come faster than its ping."""
+def test_pings_are_written_by_the_hub_and_count_from_the_last_write() -> None:
+    """An idle stream's pings come from the hub's timer, its greenlet asleep; none while events
+    come faster than the ping interval."""
     run_under_gevent(
         SERVE
         + """
 stream = serve(broker.subscribe("busy"), ping=0.5)
 reader = Next(stream)
+ping = chunk(b": ping\\n\\n")
+started = time.monotonic()
+assert read_exactly(len(ping)) == ping  # idle: a ping 0.5 s after the last write
+assert 0.4 < time.monotonic() - started < 1.5
 for i in range(8):  # 1.6 s of events 0.2 s apart: three pings' worth of time, no ping due
-    broker.publish("busy", i)
+    event = b"id: %s\\ndata: %d\\n\\n" % (broker.publish("busy", i).encode(), i)
+    assert read_exactly(len(chunk(event))) == chunk(event)
     gevent.sleep(0.2)
-assert reader.result == [], reader.result
-until(lambda: reader.result, timeout=2)  # then, idle, the ping comes
-assert reader.result == [b": ping\\n\\n"], reader.result
+assert read_exactly(len(ping)) == ping  # idle again: the next ping
+assert reader.result == [], reader.result  # the stream's greenlet never woke
 stream.close()
 print("ok")
 """
