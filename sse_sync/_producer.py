@@ -309,6 +309,7 @@ class Producer:
         # StreamClosed is raised in the producer thread only under this lock, only while it
         # runs the source (_interruptible), and at most once (_interrupted): see _interrupt().
         self._interrupt_lock: threading.Lock | None = None
+        self._exited: Wake | None = None  # set when a producer greenlet ends: close() waits on it
         self._interruptible = False
         self._interrupted = False
 
@@ -335,11 +336,13 @@ class Producer:
         if self._gevent:
             import gevent
 
-            gevent.get_hub()  # the hand-over's wakes are the hub's
+            hub = gevent.get_hub()  # the hand-over's wakes are the hub's
         # Set before the producer runs: close() finds both, from any thread.
         hand_over = self._hand_over = HandOver(self._queue_size)
-        if self._gevent:
+        if self._native_thread:
             self._worker = gevent.Greenlet(self._run, hand_over)
+        elif self._gevent:
+            self._worker = _producer_greenlet(self._run_greenlet, hub, self._context)
         else:
             self._interrupt_lock = threading.Lock()
             self._worker = threading.Thread(
@@ -373,14 +376,27 @@ class Producer:
         )
 
     def _run(self, hand_over: HandOver) -> None:
+        if self._closed:
+            return  # closed before its start: it never runs (a greenlet started by the hub)
         try:
-            if self._gevent:  # a greenlet is killed instead (see close())
+            if self._native_thread:
                 self._run_in_context(hand_over)
+            elif self._gevent:  # a greenlet is killed instead (see close()), in its context
+                self._produce(hand_over)
             else:
                 self._run_interruptible(hand_over)
         finally:
             if not self._closed:  # closed: the reader has its end, and no end_frame is due
                 hand_over.end()
+            exited = self._exited
+            if exited is not None:  # the last thing it does: close() waits for it (or sees it dead)
+                exited.set()
+
+    def _run_greenlet(self) -> None:
+        """:meth:`_run` on a producer greenlet, which runs in the context (``gr_context``)."""
+        hand_over = self._hand_over
+        assert hand_over is not None  # made before the greenlet
+        self._run(hand_over)
 
     def _run_in_context(self, hand_over: HandOver) -> None:
         if self._context is None:
@@ -512,8 +528,11 @@ class Producer:
             return  # never started
         worker = self._worker
         if self._gevent and not self._native_thread:
-            if worker is not None:
-                worker.kill(block=wait, timeout=self._close_timeout)
+            if worker:  # started and not dead (a greenlet not started yet sees _closed and returns)
+                exited = self._exited = new_wake() if wait else None
+                worker.parent.loop.run_callback(_kill, worker)
+                if exited is not None:
+                    exited.wait(self._close_timeout)
             hand_over.close()
         else:
             hand_over.close()  # frees a producer held by backpressure
@@ -525,6 +544,45 @@ class Producer:
         if failure is not None:  # raised before close() and never read: nobody else will log it
             self._failure = None
             logger.error(SOURCE_RAISED, exc_info=failure)
+
+
+def _producer_greenlet(
+    run: Callable[[], None], hub: Any, context: contextvars.Context | None
+) -> Any:
+    """A producer greenlet, not started: a plain ``greenlet`` whose parent is the hub.
+
+    Not a ``gevent.Greenlet``, which keeps a stack of its spawner and a spawn tree per greenlet
+    (``track_greenlet_tree``), nor ``Context.run`` in it: ``gr_context`` runs it in ``context``
+    with one C frame less on each idle stream's saved stack.
+    """
+    worker = _greenlet_class()(run, hub)
+    if context is not None:
+        worker.gr_context = context
+    return worker
+
+
+@functools.cache
+def _greenlet_class() -> type:
+    """The class of producer greenlets, made once gevent is active."""
+    from greenlet import greenlet
+
+    class ProducerGreenlet(greenlet):  # type: ignore[misc]
+        """A greenlet the hub starts (:meth:`start`) or a reader switches to at once."""
+
+        __slots__ = ()
+
+        def start(self) -> None:
+            self.parent.loop.run_callback(self.switch)
+
+    return ProducerGreenlet
+
+
+def _kill(worker: Any) -> None:
+    """On the hub: raise ``GreenletExit`` in a producer greenlet that still runs."""
+    if not worker.dead:
+        from greenlet import GreenletExit
+
+        worker.throw(GreenletExit)
 
 
 #: The producer whose source runs in this context (set on the producer).

@@ -228,12 +228,15 @@ _TASKS = "/proc/self/task"
 def state() -> Any:
     greenlets = producers = 0
     try:
-        import gevent
+        from greenlet import greenlet
 
+        # Plain greenlets too: a producer greenlet is one (runner="thread"'s is gevent's Greenlet).
         for o in gc.get_objects():
-            if isinstance(o, gevent.Greenlet) and not o.dead:
+            if isinstance(o, greenlet) and not o.dead:
                 greenlets += 1
-                producers += getattr(o._run, "__qualname__", "") == "Producer._run"
+                producers += type(o).__name__ == "ProducerGreenlet" or (
+                    getattr(getattr(o, "_run", None), "__qualname__", "") == "Producer._run"
+                )
     except ImportError:
         pass
     threads = threading.enumerate()
