@@ -194,7 +194,7 @@ class HandOver:
         Returns ``b""`` once the end was taken or the hand-over closed (and on every later
         call), ``None`` when nothing came in time (``timeout`` of ``None``: wait for ever).
 
-        :param run: the producer's gevent greenlet, not started yet: this starts it. Where the
+        :param run: the producer's greenlet, not started yet: this starts it. Where the
             reader's wake is a :class:`~sse_sync._wake.GeventWake`, by switching to it from the
             wait, so that it runs at once rather than behind every greenlet already queued in the
             hub; elsewhere (a thread with no hub of its own) the hub starts it.

@@ -144,9 +144,9 @@ class GeventWake:
     def wait(self, timeout: float | None = None, run: Any = None) -> bool:
         """Wait until set or ``timeout`` seconds passed; whether it was set.
 
-        :param run: a gevent ``Greenlet`` not started yet, to switch to instead of the hub: it
-            runs at once, and the wait goes on when it blocks or ends. (gevent's spawn callbacks
-            are not called for it.)
+        :param run: a greenlet not started yet, whose parent is the hub and whose ``start()``
+            has the hub start it (a producer's), to switch to instead of the hub: it runs at
+            once, and the wait goes on when it blocks or ends.
         """
         if run is not None and not self._hub:
             # The hub has not run yet: a greenlet that ended before the wait would start the

@@ -508,3 +508,97 @@ print("ok")
 def test_gevent_looking_from_a_greenlet_and_a_native_thread() -> None:
     """Under gevent, stream_closed() and wait_closed() work on greenlets and runner='thread'."""
     run_under_gevent(GEVENT_LOOKING)
+
+
+GEVENT_IDLE_FOOTPRINT = """
+import gc, queue, tracemalloc
+from sse_sync._event import encode_item
+from sse_sync._producer import Producer
+
+def gen(changes):
+    while True:
+        yield changes.get()  # blocks for ever, as an idle stream's generator does
+
+def reader():
+    producer = Producer(gen(queue.Queue()), encode_item)
+    while producer.read_frames(None) is not None:
+        pass
+
+def idle(count):
+    readers = [gevent.spawn(reader) for _ in range(count)]
+    gevent.sleep(0.05)
+    return readers
+
+readers = idle(20)  # first use: imports and caches are not counted
+gc.collect()
+tracemalloc.start()
+readers += idle(200)
+gc.collect()
+held = tracemalloc.take_snapshot().filter_traces(
+    [tracemalloc.Filter(True, "*/sse_sync/_producer.py")]
+)
+per_stream = sum(stat.size for stat in held.statistics("filename")) / 200
+# Was ~2,850 bytes: a gevent.Greenlet with its spawning stack, a deque's 64-slot block, a dict.
+assert per_stream < 2000, per_stream
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_idle_producer_keeps_little_memory() -> None:
+    """Under gevent, an idle stream's producer keeps under 2 KB of objects of its own."""
+    run_under_gevent(GEVENT_IDLE_FOOTPRINT)
+
+
+GEVENT_CLOSE = """
+import contextvars, queue
+from sse_sync._event import encode_item
+from sse_sync._producer import Producer
+
+where = contextvars.ContextVar("where")
+seen = []
+
+def gen():
+    seen.append(where.get(None))
+    try:
+        yield 1
+        queue.Queue().get()  # blocks for ever
+    finally:
+        seen.append("finally")
+
+def in_context(value):
+    where.set(value)
+    return contextvars.copy_context()
+
+# close() returns once the source's finally ran, in the context the producer was given.
+producer = Producer(gen(), encode_item, context=in_context("view"))
+assert producer.read_frames(5) == b"data: 1\\n\\n"
+until(lambda: not producer.read_frames(0.01))  # the source is blocked in get() now
+producer.close()
+assert seen == ["view", "finally"], seen
+assert not producer.running
+
+# close(wait=False) only asks: the finally runs once the hub gets to it.
+seen.clear()
+producer = Producer(gen(), encode_item)
+assert producer.read_frames(5) == b"data: 1\\n\\n"
+producer.close(wait=False)
+until(lambda: seen == [None, "finally"])
+until(lambda: not producer.running)
+
+# Started, then closed before the hub ran it: the source never runs.
+seen.clear()
+producer = Producer(gen(), encode_item)
+producer.start()
+producer.close()
+gevent.sleep(0.05)
+assert seen == [], seen
+assert producer.read_frames(0) == b""
+print("ok")
+"""
+
+
+@pytest.mark.gevent
+def test_gevent_close_stops_the_producer_greenlet() -> None:
+    """Under gevent, close() kills a blocked source after its finally ran, in its context."""
+    run_under_gevent(GEVENT_CLOSE)
