@@ -297,7 +297,7 @@ class Producer:
         encode: Callable[[Any], bytes],
         *,
         runner: RunnerKind = "auto",
-        queue_size: int = 64,
+        queue_size: int = 256,
         close_timeout: float = 1.0,
         context: contextvars.Context | None = None,
         teardown: Callable[[], None] | None = None,

@@ -75,8 +75,8 @@ class _Default:
     """A default that knows it was not passed: equal to its value, told apart by its type.
 
     The entry points show their documented defaults (``help(sse_response)`` reads
-    ``queue_size: int = 64``) and still learn whether a call set an option, even to that
-    value: ``queue_size=64`` with a broker subscription is refused as ``queue_size=63`` is.
+    ``queue_size: int = 256``) and still learn whether a call set an option, even to that
+    value: ``queue_size=256`` with a broker subscription is refused as ``queue_size=255`` is.
     """
 
     __slots__ = ()
@@ -95,7 +95,7 @@ class _DefaultStr(_Default, str):
 
 
 # The defaults of the producer's options (the others, None and False, ask for nothing).
-QUEUE_SIZE: int = _DefaultInt(64)
+QUEUE_SIZE: int = _DefaultInt(256)
 RUNNER: RunnerKind = cast("RunnerKind", _DefaultStr("auto"))
 CLOSE_TIMEOUT: float = _DefaultFloat(1.0)
 ITEMS: ItemRules = cast("ItemRules", _DefaultStr("default"))

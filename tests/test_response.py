@@ -273,7 +273,8 @@ def test_producer_options_are_rejected_for_a_subscription() -> None:
 
 
 @pytest.mark.parametrize(
-    "option", [{"queue_size": 64}, {"runner": "auto"}, {"close_timeout": 1.0}, {"items": "default"}]
+    "option",
+    [{"queue_size": 256}, {"runner": "auto"}, {"close_timeout": 1.0}, {"items": "default"}],
 )
 def test_producer_options_at_their_default_value_are_rejected_too(option: dict[str, Any]) -> None:
     """A producer's option passed with a subscription is refused even at its default value."""

@@ -69,7 +69,7 @@ def starlette() -> Iterator[dict[str, object]]:
 
 
 frames: EventStreamResponse = sse_response(iter(["data: x\n\n"]), items="default")
-direct = EventStreamResponse(iter([1]), queue_size=64, runner="auto", close_timeout=1.0)
+direct = EventStreamResponse(iter([1]), queue_size=256, runner="auto", close_timeout=1.0)
 
 
 @app.after_request
