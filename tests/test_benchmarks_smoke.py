@@ -1,4 +1,5 @@
-"""The benchmark harness keeps working: its smoke mode against sse_sync and the raw ceiling.
+"""The benchmark harness keeps working: its smoke mode against sse_sync (under gunicorn's gevent
+worker and under its own) and the raw ceiling.
 
 No timing is asserted (machines are noisy): only that every scenario produced well-formed
 results, that the frames the client counted are the frames the servers sent, and that nothing
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.gevent]
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One smoke run of ``benchmarks/run.py`` (sse_sync and the raw server), as JSON."""
+    """One smoke run of ``benchmarks/run.py`` (sse_sync's two rows and the raw server), as JSON."""
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
         [
@@ -30,13 +31,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             str(ROOT / "benchmarks" / "run.py"),
             "--smoke",
             "--impls",
-            "sse_sync,raw",
+            "sse_sync,sse_sync_worker,raw",
             "--out",
             str(out),
         ],
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=240,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -47,7 +48,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _runs(results: dict[str, Any], scenario: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     pairs = []
     for case in results["scenarios"][scenario]:
-        assert set(case["runs"]) == {"sse_sync", "raw"} or scenario == "throughput"
+        assert set(case["runs"]) == {"sse_sync", "sse_sync_worker", "raw"} or (
+            scenario == "throughput"
+        )
         for impl_runs in case["runs"].values():
             assert impl_runs, f"no run in {scenario}"
             pairs += [(case["case"], run) for run in impl_runs]
