@@ -59,7 +59,8 @@ Invariants, and why they hold:
 5. Direct writes put on the wire exactly what gunicorn would. They are enabled only for an
    HTTP/1.x response whose body is the sse_sync ``EventStream`` itself (a middleware that
    wraps or rewrites the body, such as compression, keeps them off), started with gunicorn's
-   own ``start_response`` and no ``Content-Length``; each is framed as gunicorn frames that
+   own ``start_response`` and no ``Content-Length``, on a connection without TLS (a direct
+   write goes to the TCP socket, under the TLS layer); each is framed as gunicorn frames that
    response (a chunk under HTTP/1.1, raw bytes under HTTP/1.0) and counted in its bytes sent.
    When they may happen, and how they never interleave with gunicorn's writes, is
    ``sse_sync._server``'s invariant 4 and ``sse_sync._stream``'s invariant 7.
@@ -242,13 +243,14 @@ def _write_through(iterable: Iterable[bytes], start_response: StartResponse) -> 
 
     Only for an sse_sync event stream that gunicorn writes as it is (no middleware wrapped the
     iterable) with gunicorn's own ``start_response``, whose response object says how the body
-    is framed and counts the bytes sent (for the access log).
+    is framed and counts the bytes sent (for the access log); not over TLS.
     """
     response = getattr(start_response, "__self__", None)
     if not isinstance(iterable, EventStream) or not isinstance(response, Response):
         return
     connection = iterable.connection
-    if connection is not None and response.response_length is None:
+    # Not over TLS: a direct write goes to the TCP socket under the TLS layer, in cleartext.
+    if connection is not None and response.response_length is None and not response.cfg.is_ssl:
 
         def count(sent: int) -> None:
             response.sent += sent
