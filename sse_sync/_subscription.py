@@ -473,6 +473,9 @@ class Subscription:
         if taken is None:
             return False
         entries = taken.entries
+        if entries and entries[0].order <= bookmark.order:
+            # A position ahead of what this process has read yet: skip what the client has.
+            entries = [e for e in entries if e.order > bookmark.order]
         if entries:
             bookmark.order, bookmark.id = entries[-1].order, entries[-1].id
             observe.delivered([(entry, None) for entry in entries])
