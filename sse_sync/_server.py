@@ -145,6 +145,11 @@ class ClientConnection:
         """Whether :meth:`write_through` was called: direct writes are allowed."""
         return self._batch is not None
 
+    @property
+    def pending(self) -> bool:
+        """Whether the rest of a direct write waits for the stream's greenlet (:meth:`flush`)."""
+        return bool(self._pending)
+
     def later(self, seconds: float, call: Callable[[], None]) -> Callable[[], None]:
         """Call ``call`` in the gevent hub after ``seconds`` (only once :meth:`write_through`
         was called); returns what cancels it."""

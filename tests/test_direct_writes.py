@@ -202,3 +202,47 @@ stream.close()
 print("ok")
 """
     )
+
+
+def test_a_subscriber_overflowing_with_a_direct_write_pending_is_cut_off() -> None:
+    """A client that stopped reading, the rest of a direct write still to go out, falls more
+    than ``max_pending`` behind: its connection is shut down, so that its stream ends rather
+    than waiting for ever to write that rest."""
+    run_under_gevent(
+        SERVE
+        + """
+broker = MemoryBroker(max_pending=10)
+subscription = broker.subscribe("stuck")
+stream = serve(subscription)
+reader = Next(stream)
+for i in range(10):  # far more than the socket buffers hold: the client reads nothing
+    broker.publish("stuck", str(i) * 900_000)
+gevent.sleep(0)  # the hub's turn: the direct write, the socket takes part of it
+assert not subscription.overflowed
+for i in range(11):  # then one more than max_pending
+    broker.publish("stuck", i)
+until(lambda: reader.result == [StopIteration])
+assert subscription.overflowed
+print("ok")
+"""
+    )
+
+
+def test_a_subscriber_overflowing_before_its_direct_write_gets_none() -> None:
+    """Events published in one hub turn overflow a waiting subscriber: nothing more is written
+    to it directly (its client reads nothing: the stream would wait for ever to write the rest);
+    its stream ends."""
+    run_under_gevent(
+        SERVE
+        + """
+broker = MemoryBroker(max_pending=5)
+subscription = broker.subscribe("stuck")
+stream = serve(subscription)
+reader = Next(stream)
+for i in range(6):  # one more than max_pending, far more than the socket buffers hold
+    broker.publish("stuck", str(i) * 900_000)
+assert subscription.overflowed
+until(lambda: reader.result == [StopIteration])
+print("ok")
+"""
+    )
