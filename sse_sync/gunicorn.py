@@ -24,7 +24,8 @@ connection, so a page opens one ``EventSource`` of several, and a closed one goe
 until its next write. This worker keeps gunicorn's HTTP/2 connection (its h2 state machine,
 request parsing, flow-control accounting, limits) and changes who runs it: the connection's
 greenlet only reads frames and hands each new stream to a greenlet of its own. HTTP/2 needs
-``pip install 'sse_sync[http2]'``; HTTP/1.x needs only gevent. Only this module imports
+``pip install 'sse_sync[http2]'``; HTTP/1.x needs gevent and gunicorn 27 or later (this
+module imports gunicorn's HTTP/2 code), not ``h2``. Only this module imports
 gunicorn and gevent; ``import sse_sync`` does not load it.
 
 Invariants, and why they hold:
