@@ -129,7 +129,8 @@ class ClientConnection:
         """Let other greenlets of this thread write the stream's frames while it waits.
 
         Called by a gevent server that hands the stream's bytes to this socket unchanged
-        (no middleware between): ``chunked`` if it frames them as HTTP/1.1 chunks,
+        (no middleware between, no TLS: a direct write goes to the OS-level socket, under any
+        TLS layer): ``chunked`` if it frames them as HTTP/1.1 chunks,
         ``on_sent`` told the length of each body written (the server's byte count).
         """
         from gevent import get_hub, monkey
