@@ -16,7 +16,8 @@ middleware wrapped it), the worker lets publishers write to its socket
 (:meth:`sse_sync.ClientConnection.write_through`): a broker subscription whose stream waits for
 events gets them written by the publisher, one non-blocking ``send`` each, as the HTTP chunk
 gunicorn would have written, and its greenlet sleeps on. A client whose socket buffer is full
-gets the rest from its own greenlet, as before. Nothing else changes for any response.
+gets the rest from its own greenlet, as before. The pings of every such stream (a broker's or
+a generator's) are written the same way, by a timer of the hub. Nothing else changes.
 
 **HTTP/2.** gunicorn's own workers serve an HTTP/2 connection's streams one after the other
 (``AsyncWorker.handle_http2``): an endless event stream holds back every other stream of its
