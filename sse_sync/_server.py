@@ -129,7 +129,8 @@ class ClientConnection:
         """Let other greenlets of this thread write the stream's frames while it waits.
 
         Called by a gevent server that hands the stream's bytes to this socket unchanged
-        (no middleware between): ``chunked`` if it frames them as HTTP/1.1 chunks,
+        (no middleware between, no TLS: a direct write goes to the OS-level socket, under any
+        TLS layer): ``chunked`` if it frames them as HTTP/1.1 chunks,
         ``on_sent`` told the length of each body written (the server's byte count).
         """
         from gevent import get_hub, monkey
@@ -144,6 +145,11 @@ class ClientConnection:
     def writes_through(self) -> bool:
         """Whether :meth:`write_through` was called: direct writes are allowed."""
         return self._batch is not None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the rest of a direct write waits for the stream's greenlet (:meth:`flush`)."""
+        return bool(self._pending)
 
     def later(self, seconds: float, call: Callable[[], None]) -> Callable[[], None]:
         """Call ``call`` in the gevent hub after ``seconds`` (only once :meth:`write_through`

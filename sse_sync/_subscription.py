@@ -15,8 +15,9 @@ wakes it when entries come. Resuming and live delivery are the same read.
   continues from there. Pings and control frames never carry an id.
 * A subscription more than ``max_pending`` live events behind is ended (and counted): its
   client reconnects with its ``Last-Event-ID`` and replays from the history. If it is stuck in
-  a write (the client reads nothing), the client's connection is shut down, the only way to
-  end a ``sendall`` blocked on another greenlet or thread.
+  a write (the client reads nothing), or waits with the rest of a direct write still to go
+  out, the client's connection is shut down, the only way to end a ``sendall`` blocked on
+  another greenlet or thread. An overflowed subscription gets no more direct writes.
 
 Invariants, and why they hold:
 
@@ -464,6 +465,7 @@ class Subscription:
             connection is None
             or self._multi
             or self._closed
+            or self._overflowed
             or not self._waiting
             or not connection.can_write_now()
         ):
@@ -473,6 +475,9 @@ class Subscription:
         if taken is None:
             return False
         entries = taken.entries
+        if entries and entries[0].order <= bookmark.order:
+            # A position ahead of what this process has read yet: skip what the client has.
+            entries = [e for e in entries if e.order > bookmark.order]
         if entries:
             bookmark.order, bookmark.id = entries[-1].order, entries[-1].id
             observe.delivered([(entry, None) for entry in entries])
@@ -499,7 +504,11 @@ class Subscription:
             if self._overflowed or self._closed:
                 return
             self._overflowed = True
-            stuck = self._active and not self._waiting and not reading
+            connection = self._connection
+            # Waiting for events with the rest of a direct write to go out: its stream writes
+            # that rest first (ClientConnection.flush), as stuck as a server write.
+            writing = not self._waiting or (connection is not None and connection.pending)
+            stuck = self._active and writing and not reading
         self._store.counters.subscription_overflowed()
         logger.debug(
             "A subscriber of %s fell more than %d events behind; ending its stream (it "
@@ -507,10 +516,10 @@ class Subscription:
             ",".join(self.channels),
             self.max_pending,
         )
-        if stuck and self._connection is not None:
+        if stuck and connection is not None:
             # Not waiting for events, so its server thread/greenlet is writing: a write blocked
             # on a client that reads nothing ends only when the socket is shut down.
-            self._connection.shut_down()
+            connection.shut_down()
         wake = self._wake
         if wake is not None:
             wake.set()

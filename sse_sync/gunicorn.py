@@ -16,7 +16,8 @@ middleware wrapped it), the worker lets publishers write to its socket
 (:meth:`sse_sync.ClientConnection.write_through`): a broker subscription whose stream waits for
 events gets them written by the publisher, one non-blocking ``send`` each, as the HTTP chunk
 gunicorn would have written, and its greenlet sleeps on. A client whose socket buffer is full
-gets the rest from its own greenlet, as before. Nothing else changes for any response.
+gets the rest from its own greenlet, as before. The pings of every such stream (a broker's or
+a generator's) are written the same way, by a timer of the hub. Nothing else changes.
 
 **HTTP/2.** gunicorn's own workers serve an HTTP/2 connection's streams one after the other
 (``AsyncWorker.handle_http2``): an endless event stream holds back every other stream of its
@@ -24,7 +25,8 @@ connection, so a page opens one ``EventSource`` of several, and a closed one goe
 until its next write. This worker keeps gunicorn's HTTP/2 connection (its h2 state machine,
 request parsing, flow-control accounting, limits) and changes who runs it: the connection's
 greenlet only reads frames and hands each new stream to a greenlet of its own. HTTP/2 needs
-``pip install 'sse_sync[http2]'``; HTTP/1.x needs only gevent. Only this module imports
+``pip install 'sse_sync[http2]'``; HTTP/1.x needs gevent and gunicorn 27 or later (this
+module imports gunicorn's HTTP/2 code), as ``[gevent]`` installs, not ``h2``. Only this module imports
 gunicorn and gevent; ``import sse_sync`` does not load it.
 
 Invariants, and why they hold:
@@ -59,7 +61,8 @@ Invariants, and why they hold:
 5. Direct writes put on the wire exactly what gunicorn would. They are enabled only for an
    HTTP/1.x response whose body is the sse_sync ``EventStream`` itself (a middleware that
    wraps or rewrites the body, such as compression, keeps them off), started with gunicorn's
-   own ``start_response`` and no ``Content-Length``; each is framed as gunicorn frames that
+   own ``start_response`` and no ``Content-Length``, on a connection without TLS (a direct
+   write goes to the TCP socket, under the TLS layer); each is framed as gunicorn frames that
    response (a chunk under HTTP/1.1, raw bytes under HTTP/1.0) and counted in its bytes sent.
    When they may happen, and how they never interleave with gunicorn's writes, is
    ``sse_sync._server``'s invariant 4 and ``sse_sync._stream``'s invariant 7.
@@ -242,13 +245,14 @@ def _write_through(iterable: Iterable[bytes], start_response: StartResponse) -> 
 
     Only for an sse_sync event stream that gunicorn writes as it is (no middleware wrapped the
     iterable) with gunicorn's own ``start_response``, whose response object says how the body
-    is framed and counts the bytes sent (for the access log).
+    is framed and counts the bytes sent (for the access log); not over TLS.
     """
     response = getattr(start_response, "__self__", None)
     if not isinstance(iterable, EventStream) or not isinstance(response, Response):
         return
     connection = iterable.connection
-    if connection is not None and response.response_length is None:
+    # Not over TLS: a direct write goes to the TCP socket under the TLS layer, in cleartext.
+    if connection is not None and response.response_length is None and not response.cfg.is_ssl:
 
         def count(sent: int) -> None:
             response.sent += sent

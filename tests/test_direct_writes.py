@@ -174,3 +174,75 @@ def test_only_the_thread_that_enabled_them_writes_directly() -> None:
     finally:
         server_side.close()
         client_side.close()
+
+
+def test_a_subscriber_resuming_ahead_of_the_log_gets_no_event_twice() -> None:
+    """A ``Last-Event-ID`` the store knows but this process's log has not read yet (a
+    RedisBroker whose reader is behind a publish made by another process): once the log reads
+    the events up to it, they are the client's already; only the later ones are written."""
+    run_under_gevent(
+        SERVE
+        + """
+class Lagging(MemoryBroker):
+    # Knows ids its log has not reached yet, as Redis knows an event published elsewhere.
+    def locate(self, log, last_id):
+        return (int(last_id.partition(":")[2]), 0)
+
+broker = Lagging()
+epoch = broker.publish("other", 0).partition(":")[0]  # seq 1
+stream = serve(broker.subscribe("news", last_event_id=f"{epoch}:3"))
+reader = Next(stream)
+ids = [broker.publish("news", n) for n in (2, 3, 4)]  # seqs 2, 3, 4: the log reads them now
+assert ids[1] == f"{epoch}:3", ids
+expected = chunk(b"id: %s\\ndata: 4\\n\\n" % ids[2].encode())
+assert read_exactly(len(expected)) == expected
+later = b"id: %s\\ndata: 5\\n\\n" % broker.publish("news", 5).encode()
+assert read_exactly(len(chunk(later))) == chunk(later)
+stream.close()
+print("ok")
+"""
+    )
+
+
+def test_a_subscriber_overflowing_with_a_direct_write_pending_is_cut_off() -> None:
+    """A client that stopped reading, the rest of a direct write still to go out, falls more
+    than ``max_pending`` behind: its connection is shut down, so that its stream ends rather
+    than waiting for ever to write that rest."""
+    run_under_gevent(
+        SERVE
+        + """
+broker = MemoryBroker(max_pending=10)
+subscription = broker.subscribe("stuck")
+stream = serve(subscription)
+reader = Next(stream)
+for i in range(10):  # far more than the socket buffers hold: the client reads nothing
+    broker.publish("stuck", str(i) * 900_000)
+gevent.sleep(0)  # the hub's turn: the direct write, the socket takes part of it
+assert not subscription.overflowed
+for i in range(11):  # then one more than max_pending
+    broker.publish("stuck", i)
+until(lambda: reader.result == [StopIteration])
+assert subscription.overflowed
+print("ok")
+"""
+    )
+
+
+def test_a_subscriber_overflowing_before_its_direct_write_gets_none() -> None:
+    """Events published in one hub turn overflow a waiting subscriber: nothing more is written
+    to it directly (its client reads nothing: the stream would wait for ever to write the rest);
+    its stream ends."""
+    run_under_gevent(
+        SERVE
+        + """
+broker = MemoryBroker(max_pending=5)
+subscription = broker.subscribe("stuck")
+stream = serve(subscription)
+reader = Next(stream)
+for i in range(6):  # one more than max_pending, far more than the socket buffers hold
+    broker.publish("stuck", str(i) * 900_000)
+assert subscription.overflowed
+until(lambda: reader.result == [StopIteration])
+print("ok")
+"""
+    )

@@ -477,6 +477,28 @@ def test_http11_disconnect_runs_finally_with_the_worker(h1_server: LiveServer) -
     wait_until(lambda: tag in h1_server.state()["finally_ran"], timeout=5)
 
 
+def test_http11_over_tls_streams_pings_intact(h2_server: LiveServer) -> None:
+    """HTTP/1.1 over TLS (a client without ALPN h2): an idle stream's pings arrive encrypted
+    and framed, not as cleartext bytes cutting into the TLS records."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    tag = f"tls-h1-{next(_tags)}"
+    conn = http.client.HTTPSConnection("127.0.0.1", h2_server.port, timeout=10, context=context)
+    try:
+        conn.request("GET", f"/tracked/{tag}?sleep=60&ping=0.1")
+        response = conn.getresponse()
+        assert response.version == 11
+        body = b""
+        while body.count(b": ping\n\n") < 3:
+            piece = response.read1(65536)
+            assert piece, body
+            body += piece
+        assert body.startswith(b'id: 1\ndata: {"n":1,"user":"anonymous"}\n\n'), body
+    finally:
+        conn.close()
+
+
 def test_import_sse_sync_loads_neither_gunicorn_nor_gevent() -> None:
     """``import sse_sync`` loads neither gunicorn, gevent nor h2: only the worker module does."""
     code = "import sys, sse_sync; print(sorted({'gunicorn', 'gevent', 'h2'} & set(sys.modules)))"
