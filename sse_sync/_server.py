@@ -80,6 +80,7 @@ class ClientConnection:
         "broken",
         "idle",
         "last_write",
+        "source",
     )
 
     def __init__(self, sock: socket.socket) -> None:
@@ -96,8 +97,12 @@ class ClientConnection:
         self.idle = False
         #: A direct write failed: the client is gone.
         self.broken = False
-        #: ``time.monotonic()`` of the last direct write (the stream's ping counts from it).
+        #: ``time.monotonic()`` of the last write, direct or of frames the stream returned
+        #: (its next ping is due ``ping`` seconds after it).
         self.last_write = 0.0
+        #: The frame source its stream reads (set by the stream): the only one that may write
+        #: to it directly, as what it writes is what the stream would have sent.
+        self.source: object = None
 
     def peer_closed(self) -> bool:
         """Whether the peer closed the connection (readable, nothing to read), without blocking."""

@@ -176,15 +176,18 @@ class _Pings:
     not waiting then (the server writes its frames), it is not needed.
     """
 
-    __slots__ = ("_cancel", "_connection", "_every", "_wake")
+    __slots__ = ("_cancel", "_connection", "_every", "_stopped", "_wake")
 
     def __init__(self, connection: ClientConnection, every: float, wake: Callable[[], None]):
         self._connection = connection
         self._every = every
         self._wake = wake
+        self._stopped = False
         self._cancel = connection.later(every, self._due)
 
     def _due(self) -> None:
+        if self._stopped:
+            return
         connection, every = self._connection, self._every
         wait = connection.last_write + every - _monotonic()
         if wait <= every * _PING_SLACK:
@@ -194,6 +197,7 @@ class _Pings:
         self._cancel = connection.later(wait, self._due)
 
     def stop(self) -> None:
+        self._stopped = True
         self._cancel()
 
 
@@ -270,6 +274,7 @@ class EventStream:
         if worker is not None and not self._holds_thread:
             self._holds_thread = thread_budget.take(worker)
         if self._connection is not None:
+            self._connection.source = self.source
             self.source.attach(self._connection)
 
     def open(self) -> None:

@@ -439,7 +439,13 @@ class Subscription:
             self._overflow()
             return
         connection = self._connection
-        if self._waiting and connection is not None and connection.can_write_now():
+        if (
+            self._waiting
+            and not self._multi  # its cursor ids are the reader's to write
+            and connection is not None
+            and connection.source is self  # not a source that wraps it: it must see every frame
+            and connection.can_write_now()
+        ):
             connection.write_soon(self._write)  # with the other events of this hub turn
             return
         wake = self._wake
@@ -449,7 +455,12 @@ class Subscription:
     def _write(self) -> None:
         """Write what came to the client from here; else make the reader's wait return, so that
         its stream writes what the socket did not take (or ends) and reads the rest."""
-        if not self._write_now():
+        try:
+            written = self._write_now()
+        except Exception:
+            logger.exception("Writing to a subscriber of %s failed", ",".join(self.channels))
+            written = False
+        if not written:
             self.wake_reader()
 
     def _write_now(self) -> bool:

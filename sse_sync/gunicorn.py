@@ -26,8 +26,8 @@ until its next write. This worker keeps gunicorn's HTTP/2 connection (its h2 sta
 request parsing, flow-control accounting, limits) and changes who runs it: the connection's
 greenlet only reads frames and hands each new stream to a greenlet of its own. HTTP/2 needs
 ``pip install 'sse_sync[http2]'``; HTTP/1.x needs gevent and gunicorn 27 or later (this
-module imports gunicorn's HTTP/2 code), as ``[gevent]`` installs, not ``h2``. Only this module imports
-gunicorn and gevent; ``import sse_sync`` does not load it.
+module imports gunicorn's HTTP/2 code), as ``[gevent]`` installs, not ``h2``. Only this module
+imports gunicorn and gevent; ``import sse_sync`` does not load it.
 
 Invariants, and why they hold:
 

@@ -246,3 +246,33 @@ until(lambda: reader.result == [StopIteration])
 print("ok")
 """
     )
+
+
+def test_a_source_wrapping_a_subscription_sees_every_frame() -> None:
+    """A frame source that passes attach() through to the subscription it wraps still gets
+    to rewrite each frame: the subscription writes directly only as its stream's own source."""
+    run_under_gevent(
+        SERVE
+        + """
+class Marked:
+    def __init__(self, inner):
+        self.inner = inner
+    def read_frames(self, timeout):
+        frames = self.inner.read_frames(timeout)
+        return b": marked\\n" + frames if frames else frames
+    def attach(self, connection):
+        self.inner.attach(connection)  # for the stuck-client cut-off
+    def wake_reader(self):
+        self.inner.wake_reader()
+    def close(self):
+        self.inner.close()
+
+stream = serve(Marked(broker.subscribe("wrapped")))
+reader = Next(stream)
+frame = b"id: %s\\ndata: 1\\n\\n" % broker.publish("wrapped", 1).encode()
+until(lambda: reader.result, timeout=5)  # the stream's greenlet read it, through the wrapper
+assert reader.result == [b": marked\\n" + frame], reader.result
+stream.close()
+print("ok")
+"""
+    )
