@@ -67,6 +67,14 @@ _monotonic = time.monotonic
 _BATCH = 256
 
 
+def _unseen(entries: list[Entry], bookmark: Bookmark) -> list[Entry]:
+    """The entries after the bookmark's position: a position ahead of what this process has
+    read yet (a client resuming from an id published elsewhere) skips what the client has."""
+    if entries and entries[0].order <= bookmark.order:
+        return [e for e in entries if e.order > bookmark.order]
+    return entries
+
+
 class _Lost(Exception):
     """Events after a bookmark are gone from the store: the subscriber fell too far behind."""
 
@@ -259,10 +267,7 @@ class Subscription:
                 log.rejoin(bookmark)
             more = bool(entries)  # the next page, or the log, may follow a page from the store
         end = entries[-1].order if more else None
-        if entries and entries[0].order <= bookmark.order:
-            # A position ahead of what this process has read yet: skip what the client has.
-            entries = [e for e in entries if e.order > bookmark.order]
-        return entries, end
+        return _unseen(entries, bookmark), end
 
     def _collect(self) -> list[_Item]:
         out: list[_Item] = []
@@ -485,10 +490,7 @@ class Subscription:
         taken = bookmark.log.take_live(bookmark, _BATCH)
         if taken is None:
             return False
-        entries = taken.entries
-        if entries and entries[0].order <= bookmark.order:
-            # A position ahead of what this process has read yet: skip what the client has.
-            entries = [e for e in entries if e.order > bookmark.order]
+        entries = _unseen(taken.entries or [], bookmark)
         if entries:
             bookmark.order, bookmark.id = entries[-1].order, entries[-1].id
             observe.delivered([(entry, None) for entry in entries])
