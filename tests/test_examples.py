@@ -83,9 +83,12 @@ def test_classic_example() -> None:
     assert event.data.startswith('{"time":"')
 
 
-def test_demo_samples_and_page() -> None:
+def test_demo_samples_and_page(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo serves its page and the tricky samples exactly."""
     demo = importlib.import_module("examples.demo")
+    # The page starts the demo's publisher thread, which would publish into this test process
+    # for good (and into every later test's metrics): not here.
+    monkeypatch.setattr(demo, "_start_publisher", lambda: None)
     page = demo.app.test_client().get("/")
     assert b"EventSource" in page.data or b"demo.js" in page.data
     page.close()
