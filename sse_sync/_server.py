@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._logging import logger
-from ._wake import gevent_active
+from ._wake import _gevent, gevent_active
 
 __all__ = [
     "ClientConnection",
@@ -138,11 +138,10 @@ class ClientConnection:
         TLS layer): ``chunked`` if it frames them as HTTP/1.1 chunks,
         ``on_sent`` told the length of each body written (the server's byte count).
         """
-        from gevent import get_hub, monkey
-
-        self._native_ident = monkey.get_original("_thread", "get_ident")
+        gevent = _gevent()
+        self._native_ident = gevent.native_ident
         self._hub_thread = self._native_ident()
-        self._batch = _batch_of(get_hub())
+        self._batch = _batch_of(gevent.get_hub())
         self._chunked = chunked
         self._on_sent = on_sent
 
