@@ -486,10 +486,7 @@ class ChannelLog:
                 bookmark.pos = self._index_after(bookmark.order)
             if bookmark.pos < 0:
                 return Taken(None, True, reset)
-            start = bookmark.pos - self._base
-            entries = self._entries[start : start + limit]
-            bookmark.pos += len(entries)
-            return Taken(entries, bookmark.pos < self.count, reset)
+            return self._read_on(bookmark, limit, reset)
 
     def take_live(self, bookmark: Bookmark, limit: int) -> Taken | None:
         """Like :meth:`take`, for a bookmark reading on in the log: ``None``, and the bookmark
@@ -497,10 +494,17 @@ class ChannelLog:
         with self.lock:
             if bookmark.generation != self._generation or bookmark.pos < self._base:
                 return None
-            start = bookmark.pos - self._base
-            entries = self._entries[start : start + limit]
-            bookmark.pos += len(entries)
-            return Taken(entries, bookmark.pos < self.count, None)
+            return self._read_on(bookmark, limit, None)
+
+    def _read_on(
+        self, bookmark: Bookmark, limit: int, reset: tuple[ResetReason, str] | None
+    ) -> Taken:
+        """The next entries of a bookmark in the log, at most ``limit``; moves it past them
+        (the lock held)."""
+        start = bookmark.pos - self._base
+        entries = self._entries[start : start + limit]
+        bookmark.pos += len(entries)
+        return Taken(entries, bookmark.pos < self.count, reset)
 
     def rejoin(self, bookmark: Bookmark) -> None:
         """The store has nothing after ``bookmark``: read on from the log (from its floor, if
