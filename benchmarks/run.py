@@ -124,47 +124,20 @@ IMPLS: dict[str, Impl] = {
     ]
 }
 
+#: Every server that streams a generator and a subscription, in table order.
+_STREAMING = ["sse_sync", "sse_sync_worker", "sse_starlette", "fastapi_sse", "naive_flask", "raw"]
+#: sse_sync's rows beside naive Flask and the ceiling (the idle-CPU and sustained searches).
+_SIDE_BY_SIDE = ["sse_sync", "sse_sync_worker", "naive_flask", "raw"]
+
 #: Who takes part in which scenario (Flask-SSE only streams Redis channels: fan-out only).
 SCENARIO_IMPLS: dict[str, list[str]] = {
-    "throughput": [
-        "sse_sync",
-        "sse_sync_worker",
-        "sse_starlette",
-        "fastapi_sse",
-        "naive_flask",
-        "raw",
-        "client_ceiling",
-    ],
-    "concurrent": [
-        "sse_sync",
-        "sse_sync_worker",
-        "sse_starlette",
-        "fastapi_sse",
-        "naive_flask",
-        "raw",
-        "sse_sync_gthread",
-    ],
-    "idle": ["sse_sync", "sse_sync_worker", "sse_starlette", "fastapi_sse", "naive_flask", "raw"],
-    "idle_cpu": ["sse_sync", "sse_sync_worker", "naive_flask", "raw"],
-    "fanout": [
-        "sse_sync",
-        "sse_sync_worker",
-        "sse_starlette",
-        "fastapi_sse",
-        "naive_flask",
-        "flask_sse",
-        "raw",
-        "sse_sync_redis",
-    ],
-    "sustained": ["sse_sync", "sse_sync_worker", "naive_flask", "raw"],
-    "first_event": [
-        "sse_sync",
-        "sse_sync_worker",
-        "sse_starlette",
-        "fastapi_sse",
-        "naive_flask",
-        "raw",
-    ],
+    "throughput": [*_STREAMING, "client_ceiling"],
+    "concurrent": [*_STREAMING, "sse_sync_gthread"],
+    "idle": _STREAMING,
+    "idle_cpu": _SIDE_BY_SIDE,
+    "fanout": [*_STREAMING, "flask_sse", "sse_sync_redis"],
+    "sustained": _SIDE_BY_SIDE,
+    "first_event": _STREAMING,
 }
 
 SCENARIO_TITLES = {
